@@ -1,0 +1,1 @@
+int pg_codecs_version(void) { return 1; }

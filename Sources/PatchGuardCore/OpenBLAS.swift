@@ -1,0 +1,105 @@
+import CBLAS
+import Foundation
+
+/// OpenBLAS set-up: the core-type fix and the thread count.
+///
+/// Debian's OpenBLAS 0.3.21 detects recent Xeons and EPYCs as "Prescott" and then runs sgemm with SSE3 kernels
+/// (~56 GFLOPS instead of ~200 on 2 cores). The core type is chosen when the library is loaded, before `main`, so
+/// the only fix is to set `OPENBLAS_CORETYPE` and re-execute the program. The choice comes from the CPU's own
+/// feature flags (never a core the CPU lacks): AVX-512 F/BW/VL/DQ → SkylakeX, AVX2 + FMA → Haswell. A user's own
+/// `OPENBLAS_CORETYPE` is always respected.
+public enum OpenBLAS {
+    /// The core OpenBLAS is running with (e.g. "SkylakeX", "Haswell", "Prescott").
+    public static var coreName: String {
+        guard let p = openblas_get_corename() else { return "unknown" }
+        return String(cString: p)
+    }
+
+    public static var threadCount: Int { Int(openblas_get_num_threads()) }
+
+    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+
+    /// Cores that use no vector extension beyond SSE3/SSE4; any of these on an AVX2 machine is a misdetection.
+    static let weakCores: Set<String> = ["prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "katmai",
+                                         "coppermine", "northwood", "banias", "unknown", "sandybridge", "barcelona",
+                                         "opteron", "opteron_sse3", "bobcat"]
+
+    /// The CPU's feature flags from /proc/cpuinfo (Linux); empty elsewhere.
+    public static func cpuFlags(cpuinfo: String? = nil) -> Set<String> {
+        let text = cpuinfo ?? (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        for line in text.split(separator: "\n") where line.hasPrefix("flags") {
+            if let colon = line.firstIndex(of: ":") {
+                return Set(line[line.index(after: colon)...].split(separator: " ").map(String.init))
+            }
+        }
+        return []
+    }
+
+    /// The best core type the CPU supports, from its flags; nil when none is better than OpenBLAS's own choice.
+    public static func bestCoreType(flags: Set<String>) -> String? {
+        if ["avx512f", "avx512bw", "avx512vl", "avx512dq"].allSatisfy(flags.contains) { return "SkylakeX" }
+        if ["avx2", "fma"].allSatisfy(flags.contains) { return "Haswell" }
+        return nil
+    }
+
+    /// What the fix decided, for the log line.
+    public enum Decision: Equatable, Sendable {
+        case userSet(String)          // OPENBLAS_CORETYPE was set by the user (or by our re-exec)
+        case detectedFine(String)     // OpenBLAS's own choice is good
+        case reexec(from: String, to: String)
+        case cannotFix(String)        // weak core but the CPU has no better one
+    }
+
+    public static func decide(environment: [String: String], detected: String, flags: Set<String>) -> Decision {
+        if let set = environment["OPENBLAS_CORETYPE"], !set.isEmpty { return .userSet(set) }
+        guard weakCores.contains(detected.lowercased()) else { return .detectedFine(detected) }
+        guard let best = bestCoreType(flags: flags) else { return .cannotFix(detected) }
+        return .reexec(from: detected, to: best)
+    }
+
+    /// Call first thing in `main`. Re-executes the process with `OPENBLAS_CORETYPE` set when OpenBLAS misdetected
+    /// the core (does not return then); otherwise sets the thread count and returns the line to log.
+    public static func configureAtStartup() -> String {
+        let env = ProcessInfo.processInfo.environment
+        let detected = coreName
+        let decision = decide(environment: env, detected: detected, flags: cpuFlags())
+        if case let .reexec(_, to) = decision, env["PATCHGUARD_BLAS_REEXEC"] == nil {
+            setenv("OPENBLAS_CORETYPE", to, 1)
+            setenv("PATCHGUARD_BLAS_REEXEC", detected, 1)
+            let args = CommandLine.arguments
+            var cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) }
+            cargs.append(nil)
+            execv("/proc/self/exe", &cargs)
+            // execv only returns on failure: carry on with the slow core and say so.
+            return "OpenBLAS core: \(detected) (re-exec with OPENBLAS_CORETYPE=\(to) failed: errno \(errno))"
+        }
+        setThreads(Parallel.threads)
+        #if DEBUG
+        verifySgemm()
+        #endif
+        let threads = "\(threadCount) thread\(threadCount == 1 ? "" : "s")"
+        if let was = env["PATCHGUARD_BLAS_REEXEC"] {
+            return "OpenBLAS core: \(detected) (detected \(was); set OPENBLAS_CORETYPE from CPUID), \(threads)"
+        }
+        switch decision {
+        case .userSet: return "OpenBLAS core: \(detected) (OPENBLAS_CORETYPE set by user), \(threads)"
+        case .detectedFine: return "OpenBLAS core: \(detected), \(threads)"
+        case .cannotFix: return "OpenBLAS core: \(detected) (no better core type supported by this CPU), \(threads)"
+        case .reexec: return "OpenBLAS core: \(detected), \(threads)"
+        }
+    }
+
+    /// Debug-build check that sgemm agrees with the naive product (a wrong core type computes garbage).
+    public static func verifySgemm() {
+        var rng = SeededRNG(seed: 7)
+        let m = 37, n = 29, k = 53
+        let a = Tensor<Float>(shape: [m, k]), b = Tensor<Float>(shape: [k, n])
+        rng.fillNormal(a.buffer, std: 1); rng.fillNormal(b.buffer, std: 1)
+        let c1 = Tensor<Float>(shape: [m, n]), c2 = Tensor<Float>(shape: [m, n])
+        matmul(c1.data, a.data, b.data, m: m, n: n, k: k)
+        naiveMatmul(c2.data, a.data, b.data, m: m, n: n, k: k)
+        for i in 0..<(m * n) where abs(c1[i] - c2[i]) > 1e-3 * (1 + abs(c2[i])) {
+            preconditionFailure("OpenBLAS sgemm (core \(coreName)) disagrees with the naive product: \(c1[i]) vs \(c2[i])")
+        }
+    }
+}

@@ -1,0 +1,39 @@
+import CBLAS
+import RealModule
+
+/// The element type of every numeric kernel: `Float` for training and inference, `Double` for gradient checks.
+///
+/// Kernels are generic over `NNScalar` and marked `@inlinable` (or live in the module that calls them) so they are
+/// specialised; `gemm` dispatches to OpenBLAS `sgemm` / `dgemm`.
+public protocol NNScalar: BinaryFloatingPoint & Real & Sendable & Codable where Self.RawSignificand: FixedWidthInteger {
+    /// Row-major `C = alpha * op(A) * op(B) + beta * C`, with `op(A)` of shape (m, k) and `op(B)` of shape (k, n).
+    /// `lda`, `ldb`, `ldc` are the row strides of A, B, C as stored (before transposition).
+    static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                     alpha: Self, a: UnsafePointer<Self>, lda: Int,
+                     b: UnsafePointer<Self>, ldb: Int,
+                     beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+}
+
+extension Float: NNScalar {
+    @inlinable
+    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                            alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                            b: UnsafePointer<Float>, ldb: Int,
+                            beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        guard m > 0, n > 0 else { return }
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+    }
+}
+
+extension Double: NNScalar {
+    @inlinable
+    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                            alpha: Double, a: UnsafePointer<Double>, lda: Int,
+                            b: UnsafePointer<Double>, ldb: Int,
+                            beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) {
+        guard m > 0, n > 0 else { return }
+        cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
+    }
+}

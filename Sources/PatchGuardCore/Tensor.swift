@@ -1,0 +1,73 @@
+/// A dense row-major tensor that owns its memory (64-byte aligned).
+///
+/// Kernels take raw pointers and sizes (llm.c style); `Tensor` is the owner and carries the shape. Arenas hand out
+/// non-owning ``TensorView``s into one allocation.
+public final class Tensor<T: NNScalar>: @unchecked Sendable {
+    public private(set) var shape: [Int]
+    public let capacity: Int
+    public let data: UnsafeMutablePointer<T>
+
+    /// A zero-filled tensor of `shape`.
+    public init(shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+        self.shape = shape
+        self.capacity = shape.reduce(1, *)
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 1) * MemoryLayout<T>.stride, alignment: 64)
+        data = raw.bindMemory(to: T.self, capacity: max(capacity, 1))
+        data.initialize(repeating: 0, count: max(capacity, 1))
+    }
+
+    public convenience init(shape: [Int], values: [T]) {
+        precondition(values.count == shape.reduce(1, *), "\(values.count) values for shape \(shape)")
+        self.init(shape: shape)
+        values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: values.count) }
+    }
+
+    public convenience init(shape: [Int], repeating value: T) {
+        self.init(shape: shape)
+        data.update(repeating: value, count: capacity)
+    }
+
+    deinit { UnsafeMutableRawPointer(data).deallocate() }
+
+    public var count: Int { shape.reduce(1, *) }
+    public var buffer: UnsafeMutableBufferPointer<T> { UnsafeMutableBufferPointer(start: data, count: count) }
+    public var array: [T] { Array(buffer) }
+    public var view: TensorView<T> { TensorView(data, shape: shape) }
+
+    /// Changes the shape in place; the element count must stay within the allocation.
+    public func reshape(_ newShape: [Int]) {
+        precondition(newShape.reduce(1, *) <= capacity, "reshape \(shape) → \(newShape) exceeds capacity \(capacity)")
+        shape = newShape
+    }
+
+    public subscript(i: Int) -> T {
+        get { data[i] }
+        set { data[i] = newValue }
+    }
+
+    public func zero() { data.update(repeating: 0, count: count) }
+
+    public func copy() -> Tensor<T> {
+        let t = Tensor(shape: shape)
+        t.data.update(from: data, count: count)
+        return t
+    }
+
+    /// Element-wise conversion to another scalar type (Float ↔ Double for checks).
+    public func converted<U: NNScalar>(to: U.Type = U.self) -> Tensor<U> {
+        let t = Tensor<U>(shape: shape)
+        for i in 0..<count { t.data[i] = U(data[i]) }
+        return t
+    }
+}
+
+/// A non-owning window (pointer + shape) into a ``Tensor`` or an ``Arena``.
+public struct TensorView<T: NNScalar>: @unchecked Sendable {
+    public let data: UnsafeMutablePointer<T>
+    public let shape: [Int]
+    public init(_ data: UnsafeMutablePointer<T>, shape: [Int]) { self.data = data; self.shape = shape }
+    public var count: Int { shape.reduce(1, *) }
+    public var buffer: UnsafeMutableBufferPointer<T> { UnsafeMutableBufferPointer(start: data, count: count) }
+    public func zero() { data.update(repeating: 0, count: count) }
+}

@@ -1,0 +1,3 @@
+import PatchGuard
+import PatchGuardCore
+print(OpenBLAS.configureAtStartup())
