@@ -82,7 +82,13 @@ public enum OpenBLAS {
             return "OpenBLAS core: \(detected) (detected \(was); set OPENBLAS_CORETYPE from CPUID), \(threads)"
         }
         switch decision {
-        case .userSet: return "OpenBLAS core: \(detected) (OPENBLAS_CORETYPE set by user), \(threads)"
+        case .userSet:
+            var line = "OpenBLAS core: \(detected) (OPENBLAS_CORETYPE set by user), \(threads)"
+            if let best = bestCoreType(flags: cpuFlags()), best.lowercased() != detected.lowercased(),
+               best == "SkylakeX", detected.lowercased() == "haswell" {
+                line += "; this CPU supports AVX-512: unset OPENBLAS_CORETYPE or set it to \(best) for faster sgemm"
+            }
+            return line
         case .detectedFine: return "OpenBLAS core: \(detected), \(threads)"
         case .cannotFix: return "OpenBLAS core: \(detected) (no better core type supported by this CPU), \(threads)"
         case .reexec: return "OpenBLAS core: \(detected), \(threads)"

@@ -1,5 +1,5 @@
 import CBLAS
-import RealModule
+@_exported import RealModule
 
 /// The element type of every numeric kernel: `Float` for training and inference, `Double` for gradient checks.
 ///

@@ -1,3 +1,5 @@
-import PatchGuard
 import PatchGuardCore
-print(OpenBLAS.configureAtStartup())
+
+// Fix OpenBLAS's core type before anything else (may re-execute the process), then run the command.
+blasStartupLine = OpenBLAS.configureAtStartup()
+PatchGuardCommand.main()

@@ -1,0 +1,90 @@
+import Testing
+@testable import PatchGuardCore
+
+@Suite struct RNGTests {
+    @Test func sameSeedSameStream() {
+        var a = SeededRNG(seed: 42), b = SeededRNG(seed: 42), c = SeededRNG(seed: 43)
+        let xa = (0..<8).map { _ in a.next() }, xb = (0..<8).map { _ in b.next() }, xc = (0..<8).map { _ in c.next() }
+        #expect(xa == xb)
+        #expect(xa != xc)
+        var s1 = SeededRNG(seed: 42, stream: 1), s2 = SeededRNG(seed: 42, stream: 2)
+        #expect(s1.next() != s2.next())
+    }
+
+    @Test func uniformAndNormalMoments() {
+        var rng = SeededRNG(seed: 3)
+        let n = 200_000
+        var su = 0.0, sn = 0.0, sn2 = 0.0
+        for _ in 0..<n {
+            let u = rng.uniform(); #expect(u >= 0 && u < 1)
+            su += u
+            let z = rng.normal(); sn += z; sn2 += z * z
+        }
+        #expect(abs(su / Double(n) - 0.5) < 0.005)
+        #expect(abs(sn / Double(n)) < 0.01)
+        #expect(abs(sn2 / Double(n) - 1) < 0.02)
+    }
+
+    @Test func truncatedNormalStaysInBounds() {
+        var rng = SeededRNG(seed: 9)
+        let t = Tensor<Float>(shape: [5000])
+        rng.fillNormal(t.buffer, std: 0.02, truncate: true)
+        #expect(t.array.allSatisfy { abs($0) <= 0.04 })
+    }
+}
+
+@Suite struct ArenaTests {
+    @Test func namedViewsAreDisjointAndAligned() {
+        let arena = Arena<Float>(layout: [("a", [3, 5]), ("b", [7]), ("c", [2, 2, 2])])
+        #expect(arena.entry("b").offset % 16 == 0 && arena.entry("c").offset % 16 == 0)
+        arena["a"].buffer.update(repeating: 1)
+        arena["b"].buffer.update(repeating: 2)
+        #expect(arena["c"].buffer.allSatisfy { $0 == 0 })
+        #expect(arena["a"].buffer.allSatisfy { $0 == 1 })
+        arena.zero()
+        #expect(arena.storage.array.allSatisfy { $0 == 0 })
+        let grads = Arena<Double>(sameLayoutAs: arena)
+        #expect(grads.entries.map(\.offset) == arena.entries.map(\.offset))
+    }
+}
+
+@Suite struct ParallelTests {
+    @Test func coversEveryIndexOnce() {
+        let n = 1003
+        let hits = Tensor<Float>(shape: [n])
+        let p = hits.data
+        parallelFor(n) { i in p[i] += 1 }
+        #expect(hits.array.allSatisfy { $0 == 1 })
+    }
+}
+
+@Suite struct OpenBLASCoreTypeTests {
+    let avx512: Set<String> = ["sse3", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"]
+    let avx2: Set<String> = ["sse3", "avx", "avx2", "fma"]
+
+    @Test func misdetectedCoreIsFixedFromCPUID() {
+        #expect(OpenBLAS.decide(environment: [:], detected: "Prescott", flags: avx512) == .reexec(from: "Prescott", to: "SkylakeX"))
+        #expect(OpenBLAS.decide(environment: [:], detected: "Prescott", flags: avx2) == .reexec(from: "Prescott", to: "Haswell"))
+    }
+
+    @Test func neverChoosesACoreTheCPULacks() {
+        // An old CPU without AVX2: nothing better to choose, leave OpenBLAS alone.
+        #expect(OpenBLAS.decide(environment: [:], detected: "Prescott", flags: ["sse3", "ssse3"]) == .cannotFix("Prescott"))
+        #expect(OpenBLAS.bestCoreType(flags: ["avx512f", "avx2", "fma"]) == "Haswell") // AVX-512 F alone is not SkylakeX
+    }
+
+    @Test func userChoiceAndGoodDetectionAreRespected() {
+        #expect(OpenBLAS.decide(environment: ["OPENBLAS_CORETYPE": "Haswell"], detected: "Haswell", flags: avx512) == .userSet("Haswell"))
+        #expect(OpenBLAS.decide(environment: [:], detected: "Cooperlake", flags: avx512) == .detectedFine("Cooperlake"))
+    }
+
+    @Test func parsesCPUInfoFlags() {
+        let info = "processor\t: 0\nflags\t\t: fpu sse3 avx2 fma avx512f\nbugs\t: none\n"
+        #expect(OpenBLAS.cpuFlags(cpuinfo: info) == ["fpu", "sse3", "avx2", "fma", "avx512f"])
+    }
+
+    @Test func sgemmAgreesWithNaiveOnThisMachine() {
+        OpenBLAS.verifySgemm() // traps on disagreement
+        #expect(!OpenBLAS.coreName.isEmpty)
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import Testing
+@testable import PatchGuard
+import PatchGuardCore
+
+/// Strict job configs: unknown keys name the key, the file and a suggestion; `--set` overrides nested keys.
+@Suite struct ConfigTests {
+    func writeTemp(_ json: String) throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pg-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let path = dir.appendingPathComponent("job.json").path
+        try json.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func configError(_ body: () throws -> Void) -> String {
+        do { try body() } catch let e as PatchGuardError { return e.description } catch { return "\(error)" }
+        return "no error"
+    }
+
+    @Test func defaultsWithoutAFile() throws {
+        let c = try JobConfig.load(path: nil)
+        #expect(c == JobConfig())
+        #expect(c.train.lr == 8e-4 && c.attack.trainSteps == 10 && c.data.imageSize == 224)
+    }
+
+    @Test func fileOverridesOnlyWhatItNames() throws {
+        let path = try writeTemp(#"{"seed": 5, "data": {"category": "bottle", "image_size": 112}, "train": {"epochs": 3}}"#)
+        let c = try JobConfig.load(path: path)
+        #expect(c.seed == 5 && c.data.category == "bottle" && c.data.imageSize == 112 && c.train.epochs == 3)
+        #expect(c.train.batchSize == 16) // default kept
+    }
+
+    @Test func misspelledKeyNamesKeyFileAndSuggestion() throws {
+        let path = try writeTemp(#"{"data": {"categroy": "bottle"}}"#)
+        let message = configError { _ = try JobConfig.load(path: path) }
+        #expect(message.contains("data.categroy"))
+        #expect(message.contains(path))
+        #expect(message.contains("did you mean 'data.category'"))
+    }
+
+    @Test func unknownTopLevelSection() throws {
+        let path = try writeTemp(#"{"trian": {"epochs": 2}}"#)
+        let message = configError { _ = try JobConfig.load(path: path) }
+        #expect(message.contains("'trian'") && message.contains("did you mean 'train'"))
+    }
+
+    @Test func wrongTypeNamesPathAndExpectedType() throws {
+        let path = try writeTemp(#"{"train": {"epochs": "many"}}"#)
+        let message = configError { _ = try JobConfig.load(path: path) }
+        #expect(message.contains("train.epochs"))
+        #expect(message.contains("an integer"))
+    }
+
+    @Test func invalidJSONNamesFile() throws {
+        let path = try writeTemp(#"{"train": {"epochs": 2,}"#)
+        let message = configError { _ = try JobConfig.load(path: path) }
+        #expect(message.contains(path) && message.contains("not valid JSON"))
+    }
+
+    @Test func setOverridesNestedKeys() throws {
+        let path = try writeTemp(#"{"data": {"category": "bottle"}}"#)
+        let c = try JobConfig.load(path: path, overrides: [
+            "data.root=/data/mvtec", "data.category=cable", "train.epochs=5", "attack.epsilon=8/255",
+            "model.discriminator.layers=2", "train.reg_layers=[3,6]", "train.reg_weights=[0.1,0.2]", "seed=11"])
+        #expect(c.data.root == "/data/mvtec" && c.data.category == "cable" && c.train.epochs == 5)
+        #expect(abs(c.attack.epsilon - 8.0 / 255.0) < 1e-12)
+        #expect(c.model.discriminator.layers == 2 && c.train.regLayers == [3, 6] && c.seed == 11)
+    }
+
+    @Test func setRejectsUnknownKeys() {
+        let message = configError { _ = try JobConfig.load(path: nil, overrides: ["train.epoch=5"]) }
+        #expect(message.contains("train.epoch") && message.contains("did you mean 'train.epochs'"))
+        let malformed = configError { _ = try JobConfig.load(path: nil, overrides: ["train.epochs"]) }
+        #expect(malformed.contains("key.path=value"))
+    }
+
+    @Test func crossFieldValidation() {
+        let message = configError { _ = try JobConfig.load(path: nil, overrides: ["train.reg_layers=[1]"]) }
+        #expect(message.contains("reg_layers") && message.contains("same length"))
+    }
+
+    @Test func arrayElementsAreCheckedAgainstTheirSchema() {
+        let ok = try? JobConfig.load(path: nil, overrides: [#"eval.attacks=[{"steps": 100}]"#])
+        #expect(ok?.eval.attacks.first?.steps == 100 && ok?.eval.attacks.first?.name == "pgd")
+        let message = configError { _ = try JobConfig.load(path: nil, overrides: [#"eval.attacks=[{"stepz": 100}]"#]) }
+        #expect(message.contains("eval.attacks.0.stepz") && message.contains("did you mean 'eval.attacks.0.steps'"))
+    }
+
+    @Test func resolvedConfigRoundTrips() throws {
+        var c = JobConfig(); c.seed = 99; c.data.category = "x"
+        let back = try JSONDecoder().decode(JobConfig.self, from: try c.resolvedJSON())
+        #expect(back == c)
+    }
+
+    @Test func editDistance() {
+        #expect(StrictConfig.editDistance("kitten", "sitting") == 3)
+        #expect(StrictConfig.closest(to: "zzzzzzzz", among: ["epochs", "lr"]) == nil)
+    }
+}
