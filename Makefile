@@ -1,0 +1,54 @@
+# PatchGuard-Swift. Newcomer's commands: `make run` (install + build + default job) and `make test`.
+SWIFT      ?= swift
+CONFIG     ?= Configs/default.json
+RUN_DIR    ?= runs/default
+DATA_DIR   ?= Datasets/generated
+BIN        := .build/release/patchguard
+SYSTEM_PACKAGES := libopenblas-dev libpng-dev libjpeg-dev
+
+.PHONY: all deps build debug run test bench clean help
+
+all: build
+
+help:
+	@echo "make run    install system packages if missing, build (release), run the default job ($(CONFIG))"
+	@echo "make test   run the whole test suite"
+	@echo "make bench  sgemm GFLOPS, ViT img/s and peak memory"
+	@echo "make build  release build only ($(BIN))"
+
+# Installs the three system libraries when one is missing (needs root for apt-get).
+deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "missing system packages:$$missing — run: sudo apt-get install$$missing"; exit 1; fi; \
+	fi
+
+build: deps
+	$(SWIFT) build -c release --product patchguard
+
+debug: deps
+	$(SWIFT) build
+
+# The default job end to end on generated data. Each step runs only if its command is built; the others say so.
+run: build
+	@set -e; \
+	if [ ! -d "$(DATA_DIR)" ]; then $(BIN) generate-data --output $(DATA_DIR) || echo "(generate-data not available yet)"; fi; \
+	status=0; \
+	$(BIN) train --config $(CONFIG) --output $(RUN_DIR) || status=$$?; \
+	if [ $$status -eq 70 ]; then echo "make run: training is not built yet; ran what exists (data generation, sgemm check)"; \
+	  $(BIN) bench --gemm-only; exit 0; fi; \
+	[ $$status -eq 0 ] || exit $$status; \
+	$(BIN) evaluate --config $(CONFIG) --output $(RUN_DIR) --checkpoint $(RUN_DIR)/checkpoint.safetensors; \
+	$(BIN) heatmaps --config $(CONFIG) --output $(RUN_DIR) --checkpoint $(RUN_DIR)/checkpoint.safetensors
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+bench: build
+	$(BIN) bench
+
+clean:
+	rm -rf .build
