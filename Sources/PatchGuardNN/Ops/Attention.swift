@@ -1,0 +1,127 @@
+import PatchGuardCore
+
+/// Multi-head self-attention core on a fused `qkv` projection (timm `Attention` without its two Linears):
+/// per head `h`, `P = softmax(q·kᵀ·HS^{-1/2})`, `out_h = P·v`.
+///
+/// Shape legend: `B` batch, `N` tokens, `C` channels, `NH` heads, `HS = C/NH` head size.
+///
+/// `qkv` is the output of the `qkv` Linear, (B, N, 3C), laid out as timm reshapes it: `(B, N, 3, NH, HS)` — the
+/// query of head `h` is columns `h·HS ..< (h+1)·HS`, its key `C + h·HS ...`, its value `2C + h·HS ...`.
+/// The output is heads concatenated, (B, N, C), ready for the `proj` Linear.
+///
+/// The cache is the probabilities `probs` (B, NH, N, N), which callers may read (attention maps, regularisers).
+/// Backward accepts an extra `dProbs` (gradient of a loss on the probabilities themselves) and *adds* into
+/// `dQKV`. All products are `matmul`/`gemm` calls issued serially (one per batch item and head, with strided
+/// operands, no copies); the softmax runs on `parallelFor`.
+public enum Attention {
+    /// - Parameters:
+    ///   - out: (B, N, C)
+    ///   - probs: (B, NH, N, N) cache (also the attention maps)
+    ///   - qkv: (B, N, 3C)
+    @inlinable
+    public static func forward<T: NNScalar>(_ out: UnsafeMutablePointer<T>, _ probs: UnsafeMutablePointer<T>,
+                                            _ qkv: UnsafePointer<T>, batch B: Int, tokens N: Int, channels C: Int,
+                                            heads NH: Int) {
+        let hs = C / NH, c3 = 3 * C
+        let scale = 1 / T(hs).squareRoot()
+        for b in 0..<B {
+            for h in 0..<NH {
+                let q = qkv + b * N * c3 + h * hs, k = q + C
+                let p = probs + (b * NH + h) * N * N
+                // p (N, N) = scale · q (N, HS; ld 3C) · kᵀ
+                T.gemm(transA: false, transB: true, m: N, n: N, k: hs, alpha: scale, a: q, lda: c3, b: k, ldb: c3,
+                       beta: 0, c: p, ldc: N)
+            }
+        }
+        parallelFor(B * NH * N, minChunk: 8) { r in
+            Softmax.forwardRow(probs + r * N, probs + r * N, length: N, scale: 1)
+        }
+        for b in 0..<B {
+            for h in 0..<NH {
+                let v = qkv + b * N * c3 + 2 * C + h * hs
+                let p = probs + (b * NH + h) * N * N
+                // out_h (N, HS; ld C) = p (N, N) · v (N, HS; ld 3C)
+                T.gemm(transA: false, transB: false, m: N, n: hs, k: N, alpha: 1, a: p, lda: N, b: v, ldb: c3,
+                       beta: 0, c: out + b * N * C + h * hs, ldc: C)
+            }
+        }
+    }
+
+    /// Gradient of ``forward(_:_:_:batch:tokens:channels:heads:)``, added into `dQKV`.
+    ///
+    /// `dP = dOut_h·vᵀ (+ dProbsIn)`, `dV += Pᵀ·dOut_h`, `dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale`,
+    /// `dQ += dS·K`, `dK += dSᵀ·Q`.
+    /// - Parameters:
+    ///   - dQKV: (B, N, 3C) added into
+    ///   - dScores: (B, NH, N, N) scratch, overwritten
+    ///   - dOut: (B, N, C)
+    ///   - dProbsIn: (B, NH, N, N) or nil — extra gradient on the probabilities
+    ///   - qkv: (B, N, 3C); probs: (B, NH, N, N) from forward
+    @inlinable
+    public static func backward<T: NNScalar>(_ dQKV: UnsafeMutablePointer<T>, _ dScores: UnsafeMutablePointer<T>,
+                                             _ dOut: UnsafePointer<T>, _ dProbsIn: UnsafePointer<T>?,
+                                             _ qkv: UnsafePointer<T>, _ probs: UnsafePointer<T>,
+                                             batch B: Int, tokens N: Int, channels C: Int, heads NH: Int) {
+        let hs = C / NH, c3 = 3 * C
+        let scale = 1 / T(hs).squareRoot()
+        if let dProbsIn { dScores.update(from: dProbsIn, count: B * NH * N * N) }
+        for b in 0..<B {
+            for h in 0..<NH {
+                let v = qkv + b * N * c3 + 2 * C + h * hs, dv = dQKV + b * N * c3 + 2 * C + h * hs
+                let dO = dOut + b * N * C + h * hs
+                let p = probs + (b * NH + h) * N * N, dp = dScores + (b * NH + h) * N * N
+                // dP (N, N) (+)= dOut_h (N, HS; ld C) · vᵀ
+                T.gemm(transA: false, transB: true, m: N, n: N, k: hs, alpha: 1, a: dO, lda: C, b: v, ldb: c3,
+                       beta: dProbsIn == nil ? 0 : 1, c: dp, ldc: N)
+                // dV (N, HS; ld 3C) += Pᵀ · dOut_h
+                T.gemm(transA: true, transB: false, m: N, n: hs, k: N, alpha: 1, a: p, lda: N, b: dO, ldb: C,
+                       beta: 1, c: dv, ldc: c3)
+            }
+        }
+        parallelFor(B * NH * N, minChunk: 8) { r in
+            let pr = probs + r * N, dr = dScores + r * N
+            var dot: T = 0
+            for j in 0..<N { dot += pr[j] * dr[j] }
+            for j in 0..<N { dr[j] = scale * pr[j] * (dr[j] - dot) }
+        }
+        for b in 0..<B {
+            for h in 0..<NH {
+                let q = qkv + b * N * c3 + h * hs, k = q + C
+                let dq = dQKV + b * N * c3 + h * hs, dk = dq + C
+                let ds = dScores + (b * NH + h) * N * N
+                // dQ (N, HS; ld 3C) += dS · K
+                T.gemm(transA: false, transB: false, m: N, n: hs, k: N, alpha: 1, a: ds, lda: N, b: k, ldb: c3,
+                       beta: 1, c: dq, ldc: c3)
+                // dK (N, HS; ld 3C) += dSᵀ · Q
+                T.gemm(transA: true, transB: false, m: N, n: hs, k: N, alpha: 1, a: ds, lda: N, b: q, ldb: c3,
+                       beta: 1, c: dk, ldc: c3)
+            }
+        }
+    }
+
+    /// Naive reference (loops, no BLAS) for tests: same contract as `forward`.
+    public static func naiveForward<T: NNScalar>(_ out: UnsafeMutablePointer<T>, _ probs: UnsafeMutablePointer<T>,
+                                                 _ qkv: UnsafePointer<T>, batch B: Int, tokens N: Int,
+                                                 channels C: Int, heads NH: Int) {
+        let hs = C / NH, c3 = 3 * C
+        let scale = 1 / T(hs).squareRoot()
+        for b in 0..<B {
+            for h in 0..<NH {
+                let p = probs + (b * NH + h) * N * N
+                for i in 0..<N {
+                    for j in 0..<N {
+                        var s: T = 0
+                        for d in 0..<hs { s += qkv[(b * N + i) * c3 + h * hs + d] * qkv[(b * N + j) * c3 + C + h * hs + d] }
+                        p[i * N + j] = s * scale
+                    }
+                    Softmax.forwardRow(p + i * N, p + i * N, length: N, scale: 1)
+                    for d in 0..<hs {
+                        var s: T = 0
+                        for j in 0..<N { s += p[i * N + j] * qkv[(b * N + j) * c3 + 2 * C + h * hs + d] }
+                        out[(b * N + i) * C + h * hs + d] = s
+                    }
+                }
+            }
+        }
+    }
+}
