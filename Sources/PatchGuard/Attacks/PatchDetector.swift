@@ -1,0 +1,38 @@
+import PatchGuardCore
+
+/// What an attack (or a certification procedure) needs from a detector: patch logits for a batch of [0,1] images
+/// and the gradient of a linear objective on those logits w.r.t. the images. PatchGuard implements it; the
+/// diffusion detector will too.
+///
+/// Shapes: images (B, 3, S, S) in [0,1]; logits (B, Np), higher = more anomalous.
+public protocol PatchDetector: AnyObject {
+    var imageSize: Int { get }
+    var numPatches: Int { get }
+    /// Patch logits in evaluation mode (no dropout).
+    func patchLogits(_ images: UnsafePointer<Float>, batch: Int) -> [Float]
+    /// Evaluation-mode forward, then `dImages = ∂(Σ dLogits ⊙ logits)/∂images` (overwritten). Returns the logits.
+    func inputGradient(_ images: UnsafePointer<Float>, batch: Int, dLogits: UnsafePointer<Float>,
+                       dImages: UnsafeMutablePointer<Float>) -> [Float]
+}
+
+/// PGD's objective, per image: mean logit of the normal patches minus mean logit of the anomalous patches
+/// (labels (B, Np), 1 = anomalous). Raising it makes normal patches look anomalous and anomalies look normal.
+/// Returns the gradient of the summed objective w.r.t. the logits (constant: the objective is linear).
+public func pgdObjectiveGradient(labels: UnsafePointer<Float>, batch B: Int, patches Np: Int) -> [Float] {
+    var d = [Float](repeating: 0, count: B * Np)
+    for b in 0..<B {
+        var anomalous = 0
+        for p in 0..<Np where labels[b * Np + p] > 0.5 { anomalous += 1 }
+        let normal = Np - anomalous
+        for p in 0..<Np {
+            if labels[b * Np + p] > 0.5 { d[b * Np + p] = -1 / Float(anomalous) } else { d[b * Np + p] = 1 / Float(normal) }
+        }
+    }
+    return d
+}
+
+/// The objective's value per image, for reports and tests.
+public func pgdObjective(logits: [Float], labels: UnsafePointer<Float>, batch B: Int, patches Np: Int) -> [Float] {
+    let g = pgdObjectiveGradient(labels: labels, batch: B, patches: Np)
+    return (0..<B).map { b in (0..<Np).reduce(Float(0)) { $0 + g[b * Np + $1] * logits[b * Np + $1] } }
+}
