@@ -80,8 +80,12 @@ struct SynthesisTests {
                     for x in r.x..<(r.x + r.width) { #expect(dilated[y, x] == 1) }
                 }
             }
-            // The mask lies inside the destination rectangle.
+            // The mask lies inside the destination rectangle; rotated-away corners are not pasted (a rotated
+            // rectangle fit into its box covers wh/(W'H') of it: ≤ 0.61 for 20° ≤ |θ| ≤ 70°).
             let d = result.destination
+            if abs(result.angle) >= 20 && abs(result.angle) <= 70 {
+                #expect(Double(inside) < 0.7 * Double(d.width * d.height), "seed \(seed): corners pasted")
+            }
             for y in 0..<48 {
                 for x in 0..<48 where result.mask[0, y, x] == 1 {
                     #expect(x >= d.x && x < d.x + d.width && y >= d.y && y < d.y + d.height)
