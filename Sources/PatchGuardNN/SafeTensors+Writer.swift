@@ -79,7 +79,12 @@ public struct SafeTensorsWriter: Sendable {
         guard let t = SafeTensorsDType(rawValue: dtype) else {
             throw PatchGuardError.invalidArgument("tensor '\(name)': unknown safetensors dtype '\(dtype)'")
         }
-        guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) * t.size == bytes.count else {
+        let elements = shape.reduce(Optional(1)) { acc, d in
+            guard let acc, d >= 0 else { return nil }
+            let (p, overflow) = acc.multipliedReportingOverflow(by: d)
+            return overflow ? nil : p
+        }
+        guard let elements, elements.multipliedReportingOverflow(by: t.size) == (bytes.count, false) else {
             throw PatchGuardError.invalidArgument(
                 "tensor '\(name)': \(bytes.count) bytes do not hold \(dtype) shape \(shape)")
         }

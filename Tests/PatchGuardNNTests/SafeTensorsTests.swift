@@ -304,6 +304,10 @@ import Testing
             var w = SafeTensorsWriter()
             try w.add("x", shape: [1], dtype: "Q4", bytes: [0])
         }
+        #expect(throws: PatchGuardError.self) {  // overflowing shape: an error, not a trap
+            var w = SafeTensorsWriter()
+            try w.add("x", shape: [1 << 40, 1 << 40], dtype: "U8", bytes: [0])
+        }
     }
 
     @Test func malformedFilesThrowNamingTheFile() {
