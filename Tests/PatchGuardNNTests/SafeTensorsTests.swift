@@ -198,6 +198,39 @@ import Testing
         #expect(nullMetadata.metadata.isEmpty && nullMetadata.names.isEmpty)
     }
 
+    /// The timm fixtures in Fixtures/ were written by Python (Tools/make_vit_fixtures.py, `json.dumps` with
+    /// sorted keys: `__metadata__` among the tensors, not first). Values checked here were read with `struct` in Python;
+    /// if the fixtures are regenerated (new seed or version), refresh them.
+    @Test func readsThePythonWrittenFixtures() throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+        let plain = try SafeTensorsFile.load(path: fixtures.appendingPathComponent("vit_tiny_plain.safetensors").path)
+        #expect(plain.names.count == 76)
+        #expect(plain.metadata["format"] == "pt" && plain.metadata["config"]?.hasPrefix("{\"act\"") == true)
+        #expect(Self.describe(plain.info("ref.loss")) == "F64 []")
+        #expect(try plain.doubles("ref.loss").map(\.bitPattern) == [0x4030_60DE_4A33_AA97])
+        #expect(Self.describe(plain.info("patch_embed.proj.weight")) == "F32 [24, 3, 7, 7]")
+        #expect(try plain.floats("patch_embed.proj.weight").prefix(3).map(\.bitPattern) == [0xBDD2_9C1E, 0xBCC1_612B, 0xBE1E_1236])
+        #expect(try plain.floats("cls_token").prefix(3).map(\.bitPattern) == [0x3F25_5B40, 0xBF9A_7A41, 0xBFDB_901F])
+
+        // Re-encoding every tensor with our writer gives a file with the same contents.
+        var writer = SafeTensorsWriter()
+        writer.metadata = plain.metadata
+        for name in plain.names {
+            guard let info = plain.info(name) else { continue }
+            if info.dtype == "F64" { writer.add(name, shape: info.shape, doubles: try plain.doubles(name)) }
+            else { writer.add(name, shape: info.shape, floats: try plain.floats(name)) }
+        }
+        let again = try SafeTensorsFile.parse(bytes: writer.encoded(), name: "re-encoded")
+        #expect(again.names == plain.names && again.metadata == plain.metadata)
+        for name in plain.names {
+            #expect(Array(try again.rawBytes(name)) == Array(try plain.rawBytes(name)), "\(name)")
+        }
+
+        let dinov2 = try SafeTensorsFile.load(path: fixtures.appendingPathComponent("vit_tiny_dinov2.safetensors").path)
+        #expect(dinov2.names.count == 80)
+        for name in dinov2.names { _ = try dinov2.doubles(name) }
+    }
+
     // MARK: F16 / BF16
 
     @Test func decodesFloat16AndBFloat16KnownBitPatterns() throws {
