@@ -64,7 +64,6 @@ public struct PixelMetrics: Sendable {
         let base = regionSizes.count - 1
         guard base + n < Int(UInt32.max) else { throw PatchGuardError.invalidArgument("pixel metrics: too many regions") }
         regionSizes.append(contentsOf: repeatElement(0, count: n))
-        entries.reserveCapacity(entries.count + scores.count)
         for i in 0..<scores.count {
             let l = Int(labels[i])
             let id = l == 0 ? 0 : base + l

@@ -53,7 +53,9 @@ public func rocSVG(curves: [(name: String, fpr: [Double], tpr: [Double], auc: Do
 
     // Legend (bottom right, inside the plot, where ROC curves rarely are).
     if !curves.isEmpty {
-        let rowH = 18.0, boxW = 210.0
+        // Width from the longest entry (≈ 6.8 px per character at 12 px), kept inside the plot.
+        let longest = curves.map { $0.name.count + 13 }.max() ?? 0
+        let rowH = 18.0, boxW = min(plotW - 20, max(150, 46 + 6.8 * Double(longest)))
         let boxH = rowH * Double(curves.count) + 10
         let x0 = left + plotW - boxW - 10, y0 = top + plotH - boxH - 10
         s += "<rect x=\"\(fmt(x0))\" y=\"\(fmt(y0))\" width=\"\(fmt(boxW))\" height=\"\(fmt(boxH))\" fill=\"#ffffff\" fill-opacity=\"0.9\" stroke=\"#999999\"/>\n"
