@@ -33,7 +33,7 @@ let package = Package(
                           dependencies: ["PatchGuard", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimized),
         .testTarget(name: "PatchGuardCoreTests", dependencies: ["PatchGuardCore"]),
-        .testTarget(name: "PatchGuardNNTests", dependencies: ["PatchGuardNN"]),
+        .testTarget(name: "PatchGuardNNTests", dependencies: ["PatchGuardNN"], exclude: ["Fixtures"]),
         .testTarget(name: "PatchGuardDataTests", dependencies: ["PatchGuardData"]),
         .testTarget(name: "PatchGuardTests", dependencies: ["PatchGuard"]),
     ],

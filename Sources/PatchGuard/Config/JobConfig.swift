@@ -12,6 +12,8 @@ public struct JobConfig: Codable, Equatable, Sendable {
     public var train = TrainConfig()
     public var attack = AttackConfig()
     public var eval = EvalConfig()
+    /// Pseudo-anomaly synthesis (sizes, dilation, augmentation levels); see `SynthesisConfig`.
+    public var synthesis = SynthesisConfig()
 
     public init() {}
 }
@@ -165,6 +167,7 @@ extension JobConfig {
             throw fail("eval.attacks.\(i).name: unknown attack \"\(a.name)\" (available: pgd)")
         }
         if eval.topK < 1 { throw fail("eval.top_k must be ≥ 1") }
+        try synthesis.validate()
     }
 
     /// Pretty, key-sorted JSON of the resolved config (written into every run directory).
