@@ -1,0 +1,175 @@
+import PatchGuardCore
+
+/// A pre-norm Vision Transformer (timm `VisionTransformer` layout) with hand-written forward and backward.
+///
+/// ```
+/// x0  = TokenEmbed(PatchEmbed(InputNormalization(image)), cls, reg, pos)         // (B, N, C)
+/// for each block i:  x = x + ls1 ⊙ proj(Attention(qkv(norm1(x))))
+///                    x = x + ls2 ⊙ fc2(GELU(fc1(norm2(x))))                       // block i output (B, N, C)
+/// features.i = norm(block i output)[:, 1+R:, :]                                   // (B, Np, C)
+/// logits     = head(norm(block depth output)[:, 0, :])                            // (B, classes)
+/// ```
+/// Shape legend: `B` batch, `N = 1 + R + Np` tokens, `Np` patches, `R` registers, `C` = `dim`, `NH` heads,
+/// `HD` MLP hidden, `K = 3·P·P`, `H = W` = `imageSize`.
+///
+/// Storage (STYLE.md): ``parameters`` and ``gradients`` are arenas whose entry names are timm's parameter names
+/// (`blocks.3.attn.qkv.weight`, …), so a checkpoint is one loop over entries. Activations live in one arena sized
+/// for `maxBatch`; a smaller batch uses a prefix of every buffer. Backward scratch lives in a fourth arena.
+/// Layers are 1-based in the public API (`featureLayers: [12]` is the last block of ViT-S), matching timm's
+/// "block i" in the fixtures; arena names use timm's 0-based block index.
+///
+/// The type is a reference type holding raw buffers; one instance is not safe to use from two threads at once.
+public final class ViT<T: NNScalar> {
+    public let config: ViTConfig
+    public let maxBatch: Int
+    /// Parameters under timm names.
+    public let parameters: Arena<T>
+    /// Gradients, same layout as ``parameters``. Backward adds into them; call `gradients.zero()` once per step.
+    public let gradients: Arena<T>
+    /// Forward activations and caches, sized for `maxBatch`.
+    public let activations: Arena<T>
+    /// Backward scratch (reused by every block), sized for `maxBatch`.
+    let scratch: Arena<T>
+    /// Batch size of the last forward (0 before the first).
+    public internal(set) var batch = 0
+
+    // Cached sizes.
+    let C: Int, N: Int, Np: Int, R: Int, NH: Int, HD: Int, P: Int, H: Int, K: Int, depth: Int
+
+    /// A model with timm-style random weights (see ``initializeParameters(using:)``).
+    public convenience init(config: ViTConfig, maxBatch: Int, seed: UInt64) throws {
+        try self.init(config: config, maxBatch: maxBatch)
+        var rng = SeededRNG(seed: seed)
+        initializeParameters(using: &rng)
+    }
+
+    /// A model with all parameters zero (load weights next).
+    public init(config: ViTConfig, maxBatch: Int) throws {
+        try config.validate()
+        guard maxBatch >= 1 else { throw PatchGuardError.invalidArgument("ViT maxBatch must be ≥ 1, got \(maxBatch)") }
+        self.config = config
+        self.maxBatch = maxBatch
+        C = config.dim; N = config.numTokens; Np = config.numPatches; R = config.numRegisters; NH = config.heads
+        HD = config.mlpHidden; P = config.patchSize; H = config.imageSize; K = 3 * P * P; depth = config.depth
+        parameters = Arena(layout: ViT.parameterLayout(config))
+        gradients = Arena(sameLayoutAs: parameters)
+        activations = Arena(layout: ViT.activationLayout(config, maxBatch: maxBatch))
+        scratch = Arena(layout: ViT.scratchLayout(config, maxBatch: maxBatch))
+    }
+
+    /// timm parameter names and shapes, in timm's `state_dict` order.
+    public static func parameterLayout(_ c: ViTConfig) -> [(name: String, shape: [Int])] {
+        let C = c.dim, HD = c.mlpHidden, P = c.patchSize
+        var l: [(name: String, shape: [Int])] = [("cls_token", [1, 1, C])]
+        if c.numRegisters > 0 { l.append(("reg_token", [1, c.numRegisters, C])) }
+        l += [("pos_embed", [1, c.posEmbedRows, C]), ("patch_embed.proj.weight", [C, 3, P, P]),
+              ("patch_embed.proj.bias", [C])]
+        for i in 0..<c.depth {
+            let p = "blocks.\(i)."
+            l += [(p + "norm1.weight", [C]), (p + "norm1.bias", [C]), (p + "attn.qkv.weight", [3 * C, C])]
+            if c.qkvBias { l.append((p + "attn.qkv.bias", [3 * C])) }
+            l += [(p + "attn.proj.weight", [C, C]), (p + "attn.proj.bias", [C])]
+            if c.hasLayerScale { l.append((p + "ls1.gamma", [C])) }
+            l += [(p + "norm2.weight", [C]), (p + "norm2.bias", [C]), (p + "mlp.fc1.weight", [HD, C]),
+                  (p + "mlp.fc1.bias", [HD]), (p + "mlp.fc2.weight", [C, HD]), (p + "mlp.fc2.bias", [C])]
+            if c.hasLayerScale { l.append((p + "ls2.gamma", [C])) }
+        }
+        l += [("norm.weight", [C]), ("norm.bias", [C])]
+        if c.numClasses > 0 { l += [("head.weight", [c.numClasses, C]), ("head.bias", [c.numClasses])] }
+        return l
+    }
+
+    static func activationLayout(_ c: ViTConfig, maxBatch B: Int) -> [(name: String, shape: [Int])] {
+        let C = c.dim, N = c.numTokens, Np = c.numPatches, NH = c.heads, HD = c.mlpHidden, H = c.imageSize
+        let K = 3 * c.patchSize * c.patchSize
+        var l: [(name: String, shape: [Int])] = [
+            ("input.normed", [B, 3, H, H]), ("patch.cols", [B, Np, K]), ("patch.out", [B, Np, C]), ("tokens", [B, N, C]),
+        ]
+        for i in 0..<c.depth {
+            let p = "blocks.\(i)."
+            l += [(p + "ln1", [B, N, C]), (p + "ln1.mean", [B, N]), (p + "ln1.rstd", [B, N]), (p + "qkv", [B, N, 3 * C]),
+                  (p + "attn.probs", [B, NH, N, N]), (p + "attn.out", [B, N, C]), (p + "proj", [B, N, C]),
+                  (p + "x2", [B, N, C]), (p + "ln2", [B, N, C]), (p + "ln2.mean", [B, N]), (p + "ln2.rstd", [B, N]),
+                  (p + "fc1", [B, N, HD]), (p + "gelu", [B, N, HD]), (p + "fc2", [B, N, C]), (p + "out", [B, N, C]),
+                  ("features.\(i)", [B, Np, C]), ("features.\(i).mean", [B, Np]), ("features.\(i).rstd", [B, Np])]
+        }
+        if c.numClasses > 0 {
+            l += [("head.clsnorm", [B, C]), ("head.mean", [B]), ("head.rstd", [B]), ("head.logits", [B, c.numClasses])]
+        }
+        return l
+    }
+
+    static func scratchLayout(_ c: ViTConfig, maxBatch B: Int) -> [(name: String, shape: [Int])] {
+        let C = c.dim, N = c.numTokens, Np = c.numPatches, NH = c.heads, HD = c.mlpHidden, H = c.imageSize
+        let K = 3 * c.patchSize * c.patchSize
+        return [("dResidual", [B, N, C]), ("dBranch", [B, N, C]), ("dAttnOut", [B, N, C]), ("dQKV", [B, N, 3 * C]),
+                ("dScores", [B, NH, N, N]), ("dLN", [B, N, C]), ("dFC1", [B, N, HD]), ("dGELU", [B, N, HD]),
+                ("dPatches", [B, Np, C]), ("dCols", [B, Np, K]), ("dNormed", [B, 3, H, H]), ("dClsNorm", [B, C])]
+    }
+
+    /// timm's initialisation (`init_weights_vit_timm`): Linear weights truncated normal (σ 0.02, cut at ±2σ) and zero
+    /// biases; `pos_embed` truncated normal σ 0.02; `cls_token`/`reg_token` normal σ 1e-6; LayerNorm ones/zeros;
+    /// LayerScale γ = `config.layerScale`; the patch-embedding conv keeps PyTorch's default
+    /// (uniform ±1/√(3·P·P) for weight and bias). Draws in parameter order from `rng`.
+    public func initializeParameters(using rng: inout SeededRNG) {
+        parameters.zero()
+        let fanIn = Double(K)
+        for e in parameters.entries {
+            let buf = parameters[e.name].buffer
+            let n = e.name
+            if n == "cls_token" || n == "reg_token" {
+                rng.fillNormal(buf, std: 1e-6)
+            } else if n == "pos_embed" {
+                rng.fillNormal(buf, std: 0.02, truncate: true)
+            } else if n.hasPrefix("patch_embed.proj.") {
+                rng.fillUniform(buf, lo: -1 / fanIn.squareRoot(), hi: 1 / fanIn.squareRoot())
+            } else if n.hasSuffix(".gamma") {
+                buf.update(repeating: T(config.layerScale))
+            } else if n.hasSuffix("norm1.weight") || n.hasSuffix("norm2.weight") || n == "norm.weight" {
+                buf.update(repeating: 1)
+            } else if n.hasSuffix(".weight") {
+                rng.fillNormal(buf, std: 0.02, truncate: true)
+            }  // biases stay zero
+        }
+    }
+
+    /// Copies every parameter from a model of the same config, converting the scalar type (Float ↔ Double).
+    public func copyParameters<U: NNScalar>(from other: ViT<U>) throws {
+        guard other.config == config else {
+            throw PatchGuardError.invalidArgument("copyParameters: configs differ (\(other.config) vs \(config))")
+        }
+        let src = other.parameters.storage, dst = parameters.storage
+        for i in 0..<dst.count { dst.data[i] = T(src.data[i]) }
+    }
+
+    // MARK: access to outputs of the last forward (views valid until the next forward)
+
+    func checkLayer(_ layer: Int, _ what: String) throws {
+        guard (1...depth).contains(layer) else {
+            throw PatchGuardError.invalidArgument("\(what) layer \(layer) is outside 1...\(depth)")
+        }
+    }
+
+    /// Final-normed patch tokens of block `layer` (1-based), (B, Np, C). Computed for `featureLayers` only.
+    public func features(layer: Int) -> TensorView<T> {
+        TensorView(activations.pointer("features.\(layer - 1)"), shape: [batch, Np, C])
+    }
+
+    /// Attention probabilities of block `layer` (1-based), (B, NH, N, N), all tokens incl. class/register tokens.
+    public func attention(layer: Int) -> TensorView<T> {
+        TensorView(activations.pointer("blocks.\(layer - 1).attn.probs"), shape: [batch, NH, N, N])
+    }
+
+    /// Raw output of block `layer` (1-based, the residual stream before the final norm), (B, N, C).
+    public func blockOutput(layer: Int) -> TensorView<T> {
+        TensorView(activations.pointer("blocks.\(layer - 1).out"), shape: [batch, N, C])
+    }
+
+    /// Head logits (B, classes), or nil without a head.
+    public var logits: TensorView<T>? {
+        config.numClasses > 0 ? TensorView(activations.pointer("head.logits"), shape: [batch, config.numClasses]) : nil
+    }
+
+    /// Total parameter count.
+    public var parameterCount: Int { parameters.entries.reduce(0) { $0 + $1.count } }
+}

@@ -1,0 +1,188 @@
+import Foundation
+import PatchGuardCore
+@testable import PatchGuardNN
+import Testing
+
+/// End-to-end checks of the ViT: Double gradient checks of every parameter and the image through a loss that
+/// reads two layers' features, a block's attention maps, a raw block output and the head; Float vs Double; the
+/// `computeParameterGradients: false` contract; Grad-CAM early stop.
+@Suite("ViT")
+struct ViTTests {
+    /// B = 2, 8×8 images, P = 4 → Np = 4, C = 12, NH = 3, MLP 18, 2 blocks.
+    static func tinyConfig(registers: Int = 0, layerScale: Bool = false, head: Bool = true) -> ViTConfig {
+        ViTConfig(imageSize: 8, patchSize: 4, dim: 12, depth: 2, heads: 3, mlpRatio: 1.5,
+                  layerScale: layerScale ? 0.5 : 0, numRegisters: registers, noEmbedClass: registers > 0,
+                  numClasses: head ? 3 : 0)
+    }
+
+    /// Parameters with O(1) spread (timm's σ = 0.02 init makes attention uniform and hides bugs).
+    static func randomizeParameters<T: NNScalar>(_ m: ViT<T>, seed: UInt64) {
+        var rng = SeededRNG(seed: seed)
+        for e in m.parameters.entries {
+            let isNormWeight = e.name.hasSuffix("norm1.weight") || e.name.hasSuffix("norm2.weight") || e.name == "norm.weight"
+            rng.fillNormal(m.parameters[e.name].buffer, mean: isNormWeight ? 1 : 0, std: isNormWeight ? 0.2 : 0.4)
+        }
+    }
+
+    struct Loss {
+        let rF2, rF1, rA1, rB1: Tensor<Double>
+        let rLogits: Tensor<Double>?
+        init(_ c: ViTConfig, batch B: Int, seed: UInt64) {
+            var rng = SeededRNG(seed: seed)
+            rF2 = randomTensor([B, c.numPatches, c.dim], &rng)
+            rF1 = randomTensor([B, c.numPatches, c.dim], &rng)
+            rA1 = randomTensor([B, c.heads, c.numTokens, c.numTokens], &rng)
+            rB1 = randomTensor([B, c.numTokens, c.dim], &rng)
+            rLogits = c.numClasses > 0 ? randomTensor([B, c.numClasses], &rng) : nil
+        }
+        /// L = Σ r·features.2 + Σ r·features.1 + Σ r·attn.1 + Σ r·blockOutput.1 (+ Σ r·logits).
+        func value(_ m: ViT<Double>, _ image: Tensor<Double>) -> Double {
+            try! m.forward(images: image, featureLayers: [1, 2], attentionLayers: [1])
+            var l = weightedSum(rF2.data, m.features(layer: 2).data, count: rF2.count)
+                + weightedSum(rF1.data, m.features(layer: 1).data, count: rF1.count)
+                + weightedSum(rA1.data, m.attention(layer: 1).data, count: rA1.count)
+                + weightedSum(rB1.data, m.blockOutput(layer: 1).data, count: rB1.count)
+            if let rLogits, let logits = m.logits { l += weightedSum(rLogits.data, logits.data, count: rLogits.count) }
+            return l
+        }
+        func backward<T: NNScalar>(_ m: ViT<T>, params: Bool, dImage: UnsafeMutablePointer<T>?) throws {
+            let c = { (t: Tensor<Double>) in t.converted(to: T.self) }
+            let f2 = c(rF2), f1 = c(rF1), a1 = c(rA1), b1 = c(rB1), lg = rLogits.map(c)
+            try m.backward(dFeatures: [2: f2.data, 1: f1.data], dAttention: [1: a1.data], dLogits: lg?.data,
+                           dBlockOutputs: [1: b1.data], computeParameterGradients: params, dImage: dImage)
+        }
+    }
+
+    @Test(arguments: [(0, false, true), (2, true, false)])
+    func endToEndGradients(registers: Int, layerScale: Bool, head: Bool) throws {
+        let cfg = Self.tinyConfig(registers: registers, layerScale: layerScale, head: head)
+        #expect(cfg.numTokens == 1 + registers + 4)
+        let m = try ViT<Double>(config: cfg, maxBatch: 3)  // maxBatch > B: the prefix path
+        Self.randomizeParameters(m, seed: 11)
+        var rng = SeededRNG(seed: 12)
+        let image = uniformTensor([2, 3, 8, 8], &rng, lo: 0, hi: 1)
+        let loss = Loss(cfg, batch: 2, seed: 13)
+        _ = loss.value(m, image)
+        m.gradients.zero()
+        let dImage = AccumulatingGrad([2, 3, 8, 8], &rng)
+        try loss.backward(m, params: true, dImage: dImage.grad.data)
+        for e in m.parameters.entries {
+            expectGradient(e.name, at: m.parameters.pointer(e.name), count: e.count,
+                           analytic: m.gradients.pointer(e.name), loss: { loss.value(m, image) })
+        }
+        expectGradient("dImage", of: image, analytic: dImage.added, loss: { loss.value(m, image) })
+    }
+
+    @Test func skippingParameterGradients() throws {
+        let cfg = Self.tinyConfig(registers: 1, layerScale: true)
+        let m = try ViT<Double>(config: cfg, maxBatch: 2)
+        Self.randomizeParameters(m, seed: 21)
+        var rng = SeededRNG(seed: 22)
+        let image = uniformTensor([2, 3, 8, 8], &rng, lo: 0, hi: 1)
+        let loss = Loss(cfg, batch: 2, seed: 23)
+        _ = loss.value(m, image)
+        m.gradients.zero()
+        let full = Tensor<Double>(shape: [2, 3, 8, 8])
+        try loss.backward(m, params: true, dImage: full.data)
+        // Sentinel values in the gradient arena must survive a backward without parameter gradients.
+        rng.fillNormal(m.gradients.storage.buffer, std: 1)
+        let sentinel = m.gradients.storage.copy()
+        let only = Tensor<Double>(shape: [2, 3, 8, 8])
+        try loss.backward(m, params: false, dImage: only.data)
+        #expect(maxAbsDiff(full.data, only.data, count: full.count) == 0)
+        #expect(maxAbsDiff(sentinel.data, m.gradients.storage.data, count: sentinel.count) == 0)
+    }
+
+    @Test func floatMatchesDouble() throws {
+        let cfg = Self.tinyConfig(registers: 2, layerScale: true)
+        let md = try ViT<Double>(config: cfg, maxBatch: 2)
+        Self.randomizeParameters(md, seed: 31)
+        let mf = try ViT<Float>(config: cfg, maxBatch: 2)
+        try mf.copyParameters(from: md)
+        var rng = SeededRNG(seed: 32)
+        let image = uniformTensor([2, 3, 8, 8], &rng, lo: 0, hi: 1)
+        let loss = Loss(cfg, batch: 2, seed: 33)
+        _ = loss.value(md, image)
+        try mf.forward(images: image.converted(to: Float.self), featureLayers: [1, 2], attentionLayers: [1])
+        expectClose(mf.features(layer: 2), md.features(layer: 2), "features.2")
+        expectClose(mf.attention(layer: 1), md.attention(layer: 1), "attn.1")
+        expectClose(mf.logits!, md.logits!, "logits")
+        md.gradients.zero(); mf.gradients.zero()
+        let dImD = Tensor<Double>(shape: [2, 3, 8, 8]), dImF = Tensor<Float>(shape: [2, 3, 8, 8])
+        try loss.backward(md, params: true, dImage: dImD.data)
+        try loss.backward(mf, params: true, dImage: dImF.data)
+        expectClose(dImF.view, dImD.view, "dImage")
+        for e in md.gradients.entries {
+            expectClose(mf.gradients[e.name], md.gradients[e.name], "grad \(e.name)")
+        }
+    }
+
+    /// Grad-CAM: gradient of a logit w.r.t. block 1's output, with and without the early stop.
+    @Test func blockOutputGradientEarlyStop() throws {
+        let cfg = Self.tinyConfig()
+        let m = try ViT<Double>(config: cfg, maxBatch: 2)
+        Self.randomizeParameters(m, seed: 41)
+        var rng = SeededRNG(seed: 42)
+        let image = uniformTensor([2, 3, 8, 8], &rng, lo: 0, hi: 1)
+        try m.forward(images: image)
+        let dLogits = Tensor<Double>(shape: [2, 3], values: [1, 0, 0, 0, 0, 1])
+        let early = Tensor<Double>(shape: [2, cfg.numTokens, 12]), full = Tensor<Double>(shape: [2, cfg.numTokens, 12])
+        try m.backward(dLogits: dLogits.data, computeParameterGradients: false, blockOutputGradients: [1: early.data])
+        let dImage = Tensor<Double>(shape: [2, 3, 8, 8])
+        try m.backward(dLogits: dLogits.data, computeParameterGradients: false, dImage: dImage.data,
+                       blockOutputGradients: [1: full.data])
+        #expect(maxAbsDiff(early.data, full.data, count: early.count) == 0)
+        #expect(early.array.contains { $0 != 0 })
+        // The same backward's image gradient against a directional central difference:
+        // ⟨dImage, δ⟩ ≈ (L(x + δ) − L(x − δ)) / 2 for L = logit₀(image 0) + logit₂(image 1).
+        let delta = randomTensor([2, 3, 8, 8], &rng, std: 1e-5)
+        func logitLoss(_ x: Tensor<Double>) -> Double {
+            try! m.forward(images: x)
+            return m.logits!.data[0] + m.logits!.data[5]
+        }
+        let xp = image.copy(), xm = image.copy()
+        for i in 0..<image.count { xp[i] += delta[i]; xm[i] -= delta[i] }
+        let numeric = (logitLoss(xp) - logitLoss(xm)) / 2
+        let analytic = weightedSum(dImage, delta)
+        #expect(abs(numeric - analytic) <= 1e-6 * abs(analytic) + 1e-14)
+    }
+
+    @Test func configAndErrors() throws {
+        #expect(try ViTConfig.preset("vit_small_patch14_dinov2").numTokens == 257)
+        #expect(try ViTConfig.preset("vit_small_patch14_reg4_dinov2").posEmbedRows == 256)
+        #expect(throws: PatchGuardError.self) { try ViTConfig.preset("vit_smal_patch14_dinov2") }
+        #expect(throws: PatchGuardError.self) { try ViT<Float>(config: ViTConfig(imageSize: 30, patchSize: 4, dim: 12, depth: 1, heads: 3), maxBatch: 1) }
+        let m = try ViT<Float>(config: Self.tinyConfig(), maxBatch: 2, seed: 1)
+        let img = Tensor<Float>(shape: [3, 3, 8, 8])
+        #expect(throws: PatchGuardError.self) { try m.forward(images: img) }
+        #expect(throws: PatchGuardError.self) { try m.forward(images: img.data, batch: 1, featureLayers: [3]) }
+        // JSON: snake_case keys, layer_scale as Bool or number.
+        let json = #"{"image_size": 224, "patch_size": 14, "dim": 384, "depth": 12, "heads": 6, "layer_scale": true}"#
+        let c = try JSONDecoder().decode(ViTConfig.self, from: Data(json.utf8))
+        #expect(c == (try ViTConfig.preset("vit_small_patch14_dinov2")))
+        let back = try JSONDecoder().decode(ViTConfig.self, from: JSONEncoder().encode(c))
+        #expect(back == c)
+    }
+
+    @Test func timmStyleInit() throws {
+        let m = try ViT<Double>(config: try ViTConfig.preset("vit_cpu_tiny", imageSize: 32), maxBatch: 1, seed: 5)
+        let w = m.parameters["blocks.0.attn.qkv.weight"].buffer
+        let std = (w.reduce(0) { $0 + $1 * $1 } / Double(w.count)).squareRoot()
+        #expect(abs(std - 0.02 * 0.88) < 0.002)  // σ of a ±2σ-truncated normal is 0.88σ
+        #expect(m.parameters["blocks.0.norm1.weight"].buffer.allSatisfy { $0 == 1 })
+        #expect(m.parameters["blocks.0.attn.qkv.bias"].buffer.allSatisfy { $0 == 0 })
+        #expect(m.parameters["cls_token"].buffer.allSatisfy { abs($0) < 1e-5 })
+    }
+}
+
+func expectClose<F: NNScalar, D: NNScalar>(_ f: TensorView<F>, _ d: TensorView<D>, _ name: String, rtol: Double = 1e-4,
+                                           sourceLocation: SourceLocation = #_sourceLocation) {
+    var scale = 0.0, worst = 0.0
+    for i in 0..<d.count { scale = max(scale, abs(Double(d.data[i]))) }
+    for i in 0..<d.count {
+        let a = Double(f.data[i]), b = Double(d.data[i])
+        worst = max(worst, abs(a - b) / (abs(b) + 1e-2 * scale + 1e-30))
+    }
+    #expect(f.count == d.count && worst <= rtol, "\(name): Float vs Double worst relative error \(worst)",
+            sourceLocation: sourceLocation)
+}
