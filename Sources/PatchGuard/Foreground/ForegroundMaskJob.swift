@@ -1,0 +1,209 @@
+import Foundation
+import PatchGuardCore
+import PatchGuardData
+import PatchGuardNN
+
+/// One image's foreground mask with the Grad-CAM map it came from.
+public struct ForegroundMaskOutput: Sendable {
+    /// 1 × H × W in {0, 1}, never all zero, the size of the input image.
+    public var mask: Image
+    /// The Grad-CAM map upsampled to H × W and min–max normalised to [0, 1] (row-major).
+    public var heatMap: [Float]
+    /// The classes whose logits were explained.
+    public var targets: [Int]
+    /// Set when the mask fell back to the whole image (see ``ForegroundMaskResult/warning``).
+    public var warning: String?
+}
+
+/// Foreground masks of `images` (RGB, any sizes) by Grad-CAM on `model`.
+///
+/// Each image is resized to the model's input size (bilinear when enlarging, area when shrinking), Grad-CAM runs in
+/// batches of `model.maxBatch`, and each grid map is upsampled bilinearly to the image's own size before
+/// ``foregroundMask(map:width:height:options:)``. Deterministic: the same images and model give the same masks.
+public func foregroundMasks(images: [Image], model: ViT<Float>, layer: Int = 0, target: GradCAMTarget = .top1,
+                            options: ForegroundMaskOptions = ForegroundMaskOptions()) throws -> [ForegroundMaskOutput] {
+    let S = model.config.imageSize, G = model.config.gridSize, Np = model.config.numPatches
+    var batch = [Float](repeating: 0, count: images.count * 3 * S * S)
+    for (i, image) in images.enumerated() {
+        guard image.channels == 3 || image.channels == 1, image.width > 0, image.height > 0 else {
+            throw PatchGuardError.invalidArgument("foreground mask: image \(i) has \(image.channels) channels")
+        }
+        let resized = image.toRGB().resized(width: S, height: S)
+        batch.replaceSubrange((i * 3 * S * S)..<((i + 1) * 3 * S * S), with: resized.pixels)
+    }
+    let cam = try batch.withUnsafeBufferPointer { p in
+        try gradCAM(model: model, images: p.baseAddress!, count: images.count, layer: layer, target: target)
+    }
+    var outputs: [ForegroundMaskOutput] = []
+    outputs.reserveCapacity(images.count)
+    for (i, image) in images.enumerated() {
+        let grid = Array(cam.maps[(i * Np)..<((i + 1) * Np)])
+        let map = try bilinearUpsample(grid, inHeight: G, inWidth: G, outHeight: image.height, outWidth: image.width)
+        let r = try foregroundMask(map: map, width: image.width, height: image.height, options: options)
+        outputs.append(ForegroundMaskOutput(mask: r.mask, heatMap: r.normalizedMap, targets: cam.targets[i],
+                                            warning: r.warning))
+    }
+    return outputs
+}
+
+/// The mask of one image (see ``foregroundMasks(images:model:layer:target:options:)``).
+public func foregroundMask(image: Image, model: ViT<Float>, config: ForegroundConfig) throws -> ForegroundMaskOutput {
+    try config.validate()
+    let out = try foregroundMasks(images: [image], model: model, layer: config.layer, target: config.gradCAMTarget,
+                                  options: config.maskOptions)
+    return out[0]
+}
+
+/// What ``computeForegroundMasks(category:config:force:outputDir:previewDir:maxBatch:progress:)`` did.
+public struct ForegroundMaskSummary: Sendable, Equatable {
+    /// Where the masks are (`CATEGORY/train/foreground_mask` unless an output folder was given).
+    public var outputDirectory: String
+    /// Masks computed and written.
+    public var written: Int
+    /// Training images whose mask already existed (kept, as `force` was false).
+    public var skipped: Int
+    /// `"<stem>: <warning>"` for every mask that fell back to the whole image.
+    public var warnings: [String]
+    /// Mean fraction of foreground pixels over the written masks (0 when none was written).
+    public var meanForegroundFraction: Double
+    /// Where the previews went, if asked for.
+    public var previewDirectory: String?
+
+    /// One line for the end of the command.
+    public var description: String {
+        var s = "foreground masks: \(written) written, \(skipped) kept → \(outputDirectory)"
+        if written > 0 { s += String(format: " (mean foreground %.1f %%)", 100 * meanForegroundFraction) }
+        if !warnings.isEmpty { s += "; \(warnings.count) fell back to the whole image" }
+        if let previewDirectory { s += "; previews in \(previewDirectory)" }
+        return s
+    }
+}
+
+/// Computes Grad-CAM foreground masks for every training image of `category` and writes them as 8-bit PNGs
+/// (white = foreground) named `<stem>.png`, into `outputDir` or `CATEGORY/train/foreground_mask/` (the folder
+/// the dataset scanner reads, so training picks them up).
+///
+/// - Parameters:
+///   - force: recompute masks that already exist (otherwise they are kept and counted as skipped).
+///   - previewDir: when set, also writes `<stem>.png` = image | Grad-CAM heat map (jet) | mask there, for every
+///     image computed.
+///   - maxBatch: images per forward/backward (memory: about 100 MB per image for ViT-S at 224).
+///   - progress: called with (done, total) after each batch; total counts the images to compute.
+/// - Throws: ``PatchGuardError/config(_:)`` without `config.weights` (see
+///   ``ForegroundClassifier/missingWeightsMessage``) — never writes all-ones masks instead;
+///   ``PatchGuardError/io(path:reason:)`` for unreadable images or unwritable folders.
+public func computeForegroundMasks(category: MVTecCategory, config: ForegroundConfig, force: Bool = false,
+                                   outputDir: String? = nil, previewDir: String? = nil, maxBatch: Int = 4,
+                                   progress: (Int, Int) -> Void = { _, _ in }) throws -> ForegroundMaskSummary {
+    try config.validate()
+    let outDir = outputDir ?? joinPath(category.directory, "train", "foreground_mask")
+    let fm = FileManager.default
+    let pending = category.train.filter { force || !fm.fileExists(atPath: joinPath(outDir, "\($0.stem).png")) }
+    var summary = ForegroundMaskSummary(outputDirectory: outDir, written: 0, skipped: category.train.count - pending.count,
+                                        warnings: [], meanForegroundFraction: 0, previewDirectory: previewDir)
+    if pending.isEmpty { return summary }
+    let model = try ForegroundClassifier.load(config: config, maxBatch: max(1, maxBatch))
+    let target = try config.gradCAMTarget, options = try config.maskOptions
+    _ = try GradCAM.resolveLayer(config.layer, depth: model.config.depth)
+    if case let .classIndex(c) = target, c >= model.config.numClasses {
+        throw PatchGuardError.config("foreground.class_index \(c) is outside the classifier's "
+                                     + "\(model.config.numClasses) classes")
+    }
+    if case let .topK(k) = target, k > model.config.numClasses {
+        throw PatchGuardError.config("foreground.top_k \(k) exceeds the classifier's \(model.config.numClasses) classes")
+    }
+    for dir in [outDir] + (previewDir.map { [$0] } ?? []) {
+        do { try fm.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
+            throw PatchGuardError.io(path: dir, reason: "cannot create the folder (\(error.localizedDescription))")
+        }
+    }
+    var fractionSum = 0.0
+    var start = 0
+    progress(0, pending.count)
+    while start < pending.count {
+        let chunk = Array(pending[start..<min(pending.count, start + model.maxBatch)])
+        var images = [Image?](repeating: nil, count: chunk.count)
+        var errors = [Error?](repeating: nil, count: chunk.count)
+        images.withUnsafeMutableBufferPointer { img in
+            errors.withUnsafeMutableBufferPointer { err in
+                parallelFor(chunk.count) { i in
+                    do { img[i] = try ImageIO.read(path: chunk[i].imagePath) } catch { err[i] = error }
+                }
+            }
+        }
+        if let e = errors.lazy.compactMap({ $0 }).first { throw e }
+        let loaded = images.compactMap { $0 }
+        let outputs = try foregroundMasks(images: loaded, model: model, layer: config.layer, target: target,
+                                          options: options)
+        for (i, out) in outputs.enumerated() {
+            let stem = chunk[i].stem
+            try ImageIO.writePNG(out.mask, path: joinPath(outDir, "\(stem).png"))
+            if let previewDir {
+                try ImageIO.writePNG(foregroundPreview(image: loaded[i], heatMap: out.heatMap, mask: out.mask),
+                                     path: joinPath(previewDir, "\(stem).png"))
+            }
+            if let w = out.warning { summary.warnings.append("\(stem): \(w)") }
+            fractionSum += Double(out.mask.pixels.reduce(0, +)) / Double(out.mask.pixels.count)
+            summary.written += 1
+        }
+        start += chunk.count
+        progress(start, pending.count)
+    }
+    summary.meanForegroundFraction = fractionSum / Double(max(1, summary.written))
+    return summary
+}
+
+// MARK: - Pictures
+
+/// The jet colour map (MATLAB/OpenCV `COLORMAP_JET` shape): dark blue → blue → cyan → yellow → red → dark red,
+/// `r = clamp(1.5 − |4v − 3|)`, `g = clamp(1.5 − |4v − 2|)`, `b = clamp(1.5 − |4v − 1|)` for `v` in [0, 1].
+@inlinable
+public func jetColor(_ v: Float) -> (r: Float, g: Float, b: Float) {
+    let x = v.isFinite ? min(1, max(0, v)) : 0
+    func c(_ t: Float) -> Float { min(1, max(0, 1.5 - abs(4 * x - t))) }
+    return (c(3), c(2), c(1))
+}
+
+/// A `height × width` map with values in [0, 1] as a jet-coloured RGB image.
+public func jetImage(_ map: [Float], width: Int, height: Int) throws -> Image {
+    guard map.count == width * height, width > 0, height > 0 else {
+        throw PatchGuardError.invalidArgument("jet image: \(map.count) values for \(height)×\(width)")
+    }
+    let plane = width * height
+    var px = [Float](repeating: 0, count: 3 * plane)
+    for i in 0..<plane {
+        let (r, g, b) = jetColor(map[i])
+        px[i] = r; px[plane + i] = g; px[2 * plane + i] = b
+    }
+    return Image(width: width, height: height, channels: 3, pixels: px)
+}
+
+/// Image | Grad-CAM heat map (jet, from the normalised map) | mask side by side, separated by 4 white columns.
+public func foregroundPreview(image: Image, heatMap: [Float], mask: Image) throws -> Image {
+    let w = image.width, h = image.height, gap = 4
+    guard mask.width == w, mask.height == h, mask.channels == 1, heatMap.count == w * h else {
+        throw PatchGuardError.invalidArgument("preview: image \(h)×\(w), heat map \(heatMap.count) values, "
+                                              + "mask \(mask.channels)×\(mask.height)×\(mask.width)")
+    }
+    let panels = [image.toRGB(), try jetImage(heatMap, width: w, height: h), mask.toRGB()]
+    let W = 3 * w + 2 * gap
+    var out = Image(width: W, height: h, channels: 3, value: 1)
+    for (k, panel) in panels.enumerated() {
+        let x0 = k * (w + gap)
+        for c in 0..<3 {
+            for y in 0..<h {
+                for x in 0..<w { out[c, y, x0 + x] = panel[c, y, x] }
+            }
+        }
+    }
+    return out
+}
+
+/// `a/b/c` without doubled slashes.
+func joinPath(_ parts: String...) -> String {
+    var out = ""
+    for p in parts where !p.isEmpty {
+        if out.isEmpty { out = p } else { out = (out.hasSuffix("/") ? out : out + "/") + p }
+    }
+    return out
+}
