@@ -1,0 +1,129 @@
+import Foundation
+import PatchGuardCore
+
+/// A sample decoded and resized to the model's input size `S`.
+public struct LoadedSample: Sendable, Equatable {
+    /// RGB in [0, 1], `3 × S × S` (a gray file replicated into R, G, B).
+    public var image: Image
+    /// Ground truth, `1 × S × S`, values exactly 0 or 1 (all zeros for good images).
+    public var mask: Image
+    /// 0 good, 1 defective.
+    public var label: Int
+    /// Precomputed foreground mask, `1 × S × S` binary, when the dataset has one (`train/foreground_mask`).
+    public var foreground: Image?
+    /// `"good"` or the defect type.
+    public var defectType: String
+    /// The file the image came from (for reports and error messages).
+    public var imagePath: String
+
+    public init(image: Image, mask: Image, label: Int, foreground: Image? = nil, defectType: String,
+                imagePath: String) {
+        self.image = image; self.mask = mask; self.label = label; self.foreground = foreground
+        self.defectType = defectType; self.imagePath = imagePath
+    }
+
+    /// Bytes of pixel storage (what the cache counts).
+    public var byteCount: Int {
+        (image.pixels.count + mask.pixels.count + (foreground?.pixels.count ?? 0)) * MemoryLayout<Float>.stride
+    }
+}
+
+/// Decodes and resizes samples to `imageSize × imageSize`, in parallel, with an in-memory cache.
+///
+/// - Images: ``ImageIO/read(path:)`` (always RGB), resized with ``ResizeFilter/auto`` (area when shrinking,
+///   bilinear when enlarging, per axis; a non-square image is stretched to the square, as the reference code's
+///   `transforms.Resize((S, S))` does).
+/// - Masks (ground truth and foreground): ``ImageIO/readMask(path:)``, resized with ``ResizeFilter/nearest``, then
+///   binarised at 0.5. A good sample gets an all-zero mask.
+///
+/// Decoding runs `parallelFor` over the samples. Errors are collected per sample and the one with the lowest index
+/// is thrown (so the error does not depend on the thread count); it names the file.
+///
+/// Cache: a decoded, resized sample is kept (keyed by image path) while the total stays within `cacheBudgetBytes`;
+/// once the budget is full, later samples are decoded on every call and not cached (no eviction, so which samples
+/// are cached does not depend on access order after the first full pass). Thread-safe.
+public final class SampleLoader: @unchecked Sendable {
+    /// Output side `S`.
+    public let imageSize: Int
+    /// Cache budget in bytes (default 2 GiB; 0 disables the cache).
+    public let cacheBudgetBytes: Int
+
+    private let lock = NSLock()
+    private var cache: [String: LoadedSample] = [:]
+    private var cacheBytes = 0
+
+    public init(imageSize: Int, cacheBudgetBytes: Int = 2 << 30) throws {
+        guard imageSize > 0 else {
+            throw PatchGuardError.invalidArgument("image size must be positive, got \(imageSize)")
+        }
+        guard cacheBudgetBytes >= 0 else {
+            throw PatchGuardError.invalidArgument("cache budget must be ≥ 0 bytes, got \(cacheBudgetBytes)")
+        }
+        self.imageSize = imageSize
+        self.cacheBudgetBytes = cacheBudgetBytes
+    }
+
+    /// Bytes of samples held in the cache.
+    public var cachedBytes: Int { lock.lock(); defer { lock.unlock() }; return cacheBytes }
+    /// Number of samples held in the cache.
+    public var cachedCount: Int { lock.lock(); defer { lock.unlock() }; return cache.count }
+
+    public func clearCache() {
+        lock.lock(); cache.removeAll(); cacheBytes = 0; lock.unlock()
+    }
+
+    /// Loads every sample (in parallel), in the order given.
+    public func load(_ samples: [Sample]) throws -> [LoadedSample] {
+        var results = [Result<LoadedSample, Error>?](repeating: nil, count: samples.count)
+        results.withUnsafeMutableBufferPointer { out in
+            parallelFor(samples.count) { i in
+                out[i] = Result { try self.load(samples[i]) }
+            }
+        }
+        var loaded: [LoadedSample] = []
+        loaded.reserveCapacity(samples.count)
+        for r in results {
+            // Every slot was written by parallelFor; `nil` cannot happen.
+            guard let r else { throw PatchGuardError.dataset("internal: a sample was not loaded") }
+            loaded.append(try r.get())
+        }
+        return loaded
+    }
+
+    /// Loads one sample (from the cache when it is there).
+    public func load(_ sample: Sample) throws -> LoadedSample {
+        lock.lock()
+        if let hit = cache[sample.imagePath] { lock.unlock(); return hit }
+        lock.unlock()
+
+        let s = imageSize
+        let image = try ImageIO.read(path: sample.imagePath).toRGB().resized(width: s, height: s, filter: .auto)
+        let mask: Image
+        if let path = sample.maskPath {
+            mask = try Self.readMask(path: path, size: s)
+        } else {
+            mask = Image(width: s, height: s, channels: 1, value: 0)
+        }
+        let foreground = try sample.foregroundMaskPath.map { try Self.readMask(path: $0, size: s) }
+        let loaded = LoadedSample(image: image, mask: mask, label: sample.label, foreground: foreground,
+                                  defectType: sample.defectType, imagePath: sample.imagePath)
+
+        lock.lock()
+        if cache[sample.imagePath] == nil, cacheBytes + loaded.byteCount <= cacheBudgetBytes {
+            cache[sample.imagePath] = loaded
+            cacheBytes += loaded.byteCount
+        }
+        lock.unlock()
+        return loaded
+    }
+
+    /// A mask file as a binary `1 × size × size` image (nearest resize, then ≥ 0.5 → 1).
+    static func readMask(path: String, size: Int) throws -> Image {
+        var m = try ImageIO.readMask(path: path)
+        if m.channels != 1 {
+            throw PatchGuardError.io(path: path, reason: "mask has \(m.channels) channels, expected 1")
+        }
+        m = m.resized(width: size, height: size, filter: .nearest)
+        return m.binarized(threshold: 0.5)
+    }
+}
