@@ -164,6 +164,10 @@ func fileTree(_ path: String) -> [String] {
         let marker = try Data(contentsOf: URL(fileURLWithPath: folder.file("widget/_generated.json")))
         let json = try #require(try JSONSerialization.jsonObject(with: marker) as? [String: Any])
         #expect(json["seed"] as? Int == 2 && json["image_size"] as? Int == 32)
+        #expect(GeneratedDataset.isUpToDate(root: folder.path, seed: 2, imageSize: 32, counts: counts))
+        #expect(!GeneratedDataset.isUpToDate(root: folder.path, seed: 3, imageSize: 32, counts: counts))
+        #expect(!GeneratedDataset.isUpToDate(root: folder.path, seed: 2, imageSize: 64, counts: counts))
+        #expect(!GeneratedDataset.isUpToDate(root: folder.file("nowhere"), seed: 2, imageSize: 32, counts: counts))
 
         // Rewriting a generated folder replaces it (no stale files); a foreign folder is refused.
         try GeneratedDataset.write(to: folder.path, seed: 2, imageSize: 32,

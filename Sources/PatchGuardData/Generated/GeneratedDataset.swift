@@ -244,6 +244,22 @@ public enum GeneratedDataset {
         return scanned
     }
 
+    /// Whether `ROOT/CATEGORY` already holds the categories generated with exactly these parameters (by their
+    /// ``markerFile``; the images themselves are not checked), so a job can skip regenerating them.
+    public static func isUpToDate(root: String, seed: UInt64, imageSize: Int = defaultImageSize,
+                                  counts: GeneratedCounts = GeneratedCounts(),
+                                  categories: [GeneratedCategoryKind] = GeneratedCategoryKind.allCases) -> Bool {
+        categories.allSatisfy { kind in
+            let path = MVTecCategory.join(root, kind.rawValue, markerFile)
+            guard let data = FileManager.default.contents(atPath: path),
+                  let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return false }
+            return (json["version"] as? Int) == version && (json["seed"] as? NSNumber)?.uint64Value == seed
+                && (json["image_size"] as? Int) == imageSize && (json["train_good"] as? Int) == counts.trainGood
+                && (json["test_good"] as? Int) == counts.testGood
+                && (json["test_defective"] as? Int) == counts.testDefective
+        }
+    }
+
     /// Empties a previously generated category folder; refuses a non-empty folder that was not generated.
     static func prepare(_ dir: String, fm: FileManager) throws {
         guard fm.fileExists(atPath: dir) else { return }
