@@ -4,7 +4,7 @@ import Testing
 @testable import PatchGuardData
 
 /// A fresh temporary folder, removed when the value goes away.
-final class TemporaryFolder {
+final class DatasetTempFolder {
     let path: String
     init() throws {
         path = NSTemporaryDirectory() + "patchguard-dataset-" + UUID().uuidString
@@ -15,13 +15,13 @@ final class TemporaryFolder {
 }
 
 /// Writes `bytes` to `path`.
-func put(_ path: String, _ bytes: Data) throws { try bytes.write(to: URL(fileURLWithPath: path)) }
+func writeTestBytes(_ path: String, _ bytes: Data) throws { try bytes.write(to: URL(fileURLWithPath: path)) }
 
 /// Small generated trees: 32 px, 6 train good, 3 test good, 8 defective (widget: 2,2,1,1,1,1 over its 6 types).
 let smallCounts = GeneratedCounts(trainGood: 6, testGood: 3, testDefective: 8)
 let smallSize = 32
 
-func writeSmallTree(_ folder: TemporaryFolder, categories: [GeneratedCategoryKind] = [.widget]) throws
+func writeSmallTree(_ folder: DatasetTempFolder, categories: [GeneratedCategoryKind] = [.widget]) throws
     -> [MVTecCategory] {
     try GeneratedDataset.write(to: folder.path, seed: 3, imageSize: smallSize, counts: smallCounts,
                                categories: categories)
@@ -42,7 +42,7 @@ func datasetMessage(_ body: () throws -> Void, sourceLocation: SourceLocation = 
 
 @Suite struct DatasetScanTests {
     @Test func countsLabelsAndOrder() throws {
-        let folder = try TemporaryFolder()
+        let folder = try DatasetTempFolder()
         let written = try writeSmallTree(folder, categories: [.weave, .widget])
         #expect(try MVTecCategory.categories(in: folder.path) == ["weave", "widget"])
         for kind in GeneratedCategoryKind.allCases {
@@ -71,7 +71,7 @@ func datasetMessage(_ body: () throws -> Void, sourceLocation: SourceLocation = 
     }
 
     @Test func renamedMaskNamesBothFiles() throws {
-        let folder = try TemporaryFolder()
+        let folder = try DatasetTempFolder()
         _ = try writeSmallTree(folder)
         let gt = folder.file("widget/ground_truth/crack/")
         try FileManager.default.moveItem(atPath: gt + "000_mask.png", toPath: gt + "007_mask.png")
@@ -88,7 +88,7 @@ func datasetMessage(_ body: () throws -> Void, sourceLocation: SourceLocation = 
     }
 
     @Test func missingImageAndOrphanFolders() throws {
-        let folder = try TemporaryFolder()
+        let folder = try DatasetTempFolder()
         _ = try writeSmallTree(folder)
         try FileManager.default.removeItem(atPath: folder.file("widget/test/hole"))
         let message = datasetMessage { _ = try MVTecCategory.scan(root: folder.path, category: "widget") }
@@ -96,11 +96,11 @@ func datasetMessage(_ body: () throws -> Void, sourceLocation: SourceLocation = 
     }
 
     @Test func emptyOrMissingCategory() throws {
-        let folder = try TemporaryFolder()
+        let folder = try DatasetTempFolder()
         _ = try writeSmallTree(folder)
         try FileManager.default.createDirectory(atPath: folder.file("empty/train/good"),
                                                 withIntermediateDirectories: true)
-        try put(folder.file("empty/train/good/.hidden.png"), Data([1]))
+        try writeTestBytes(folder.file("empty/train/good/.hidden.png"), Data([1]))
         let message = datasetMessage { _ = try MVTecCategory.scan(root: folder.path, category: "empty") }
         #expect(message.contains("has no training images"))
         #expect(message.contains("empty/train/good"))
@@ -111,16 +111,16 @@ func datasetMessage(_ body: () throws -> Void, sourceLocation: SourceLocation = 
     }
 
     @Test func hiddenFilesExtensionsAndForegroundMasks() throws {
-        let folder = try TemporaryFolder()
+        let folder = try DatasetTempFolder()
         _ = try writeSmallTree(folder)
         let good = folder.file("widget/train/good/")
         let fm = FileManager.default
-        try put(good + ".DS_Store", Data([0]))
-        try put(good + "._000.png", Data([0]))
-        try put(good + "notes.txt", Data([0]))
+        try writeTestBytes(good + ".DS_Store", Data([0]))
+        try writeTestBytes(good + "._000.png", Data([0]))
+        try writeTestBytes(good + "notes.txt", Data([0]))
         let jpeg = try ImageIO.encodeJPEG(Image(width: 8, height: 8, channels: 3, value: 0.5), quality: 90)
-        try put(good + "100.JPG", Data(jpeg))
-        try put(good + "101.jpeg", Data(jpeg))
+        try writeTestBytes(good + "100.JPG", Data(jpeg))
+        try writeTestBytes(good + "101.jpeg", Data(jpeg))
         let c = try MVTecCategory.scan(root: folder.path, category: "widget")
         #expect(c.train.map(\.stem) == ["000", "001", "002", "003", "004", "005", "100", "101"])
         #expect(c.train[6].imagePath == good + "100.JPG")
@@ -141,7 +141,7 @@ func datasetMessage(_ body: () throws -> Void, sourceLocation: SourceLocation = 
 
 @Suite struct SampleLoaderTests {
     @Test func loadsGeneratedImagesAndMasksExactly() throws {
-        let folder = try TemporaryFolder()
+        let folder = try DatasetTempFolder()
         let c = try writeSmallTree(folder)[0]
         let generated = try GeneratedDataset.generate(.widget, seed: 3, imageSize: smallSize, counts: smallCounts,
                                                       withClean: false)
@@ -161,7 +161,7 @@ func datasetMessage(_ body: () throws -> Void, sourceLocation: SourceLocation = 
     }
 
     @Test func resizesImagesAndKeepsMasksBinary() throws {
-        let folder = try TemporaryFolder()
+        let folder = try DatasetTempFolder()
         let c = try writeSmallTree(folder)[0]
         let loader = try SampleLoader(imageSize: 20)
         let loaded = try loader.load(c.test)
@@ -175,7 +175,7 @@ func datasetMessage(_ body: () throws -> Void, sourceLocation: SourceLocation = 
     }
 
     @Test func grayscaleBecomesThreeChannels() throws {
-        let folder = try TemporaryFolder()
+        let folder = try DatasetTempFolder()
         _ = try writeSmallTree(folder)
         var gray = Image(width: 12, height: 10, channels: 1, value: 0)
         for i in gray.pixels.indices { gray.pixels[i] = Float(i % 7) / 6 }
@@ -191,12 +191,12 @@ func datasetMessage(_ body: () throws -> Void, sourceLocation: SourceLocation = 
     }
 
     @Test func corruptImageErrorNamesTheFirstBadFile() throws {
-        let folder = try TemporaryFolder()
+        let folder = try DatasetTempFolder()
         let c = try writeSmallTree(folder)[0]
         let bad1 = c.train[1].imagePath, bad4 = c.train[4].imagePath
         let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: bad1)))
-        try put(bad1, Data(bytes.prefix(bytes.count / 2)))   // truncated
-        try put(bad4, Data("not an image".utf8))
+        try writeTestBytes(bad1, Data(bytes.prefix(bytes.count / 2)))   // truncated
+        try writeTestBytes(bad4, Data("not an image".utf8))
         let loader = try SampleLoader(imageSize: 16)
         #expect(throws: PatchGuardError.self) { try loader.load(c.train) }
         do {
@@ -222,7 +222,7 @@ func datasetMessage(_ body: () throws -> Void, sourceLocation: SourceLocation = 
     }
 
     @Test func cacheRespectsItsBudget() throws {
-        let folder = try TemporaryFolder()
+        let folder = try DatasetTempFolder()
         let c = try writeSmallTree(folder)[0]
         let perSample = (3 + 1) * 16 * 16 * MemoryLayout<Float>.stride
         let none = try SampleLoader(imageSize: 16, cacheBudgetBytes: 0)
@@ -247,7 +247,7 @@ func datasetMessage(_ body: () throws -> Void, sourceLocation: SourceLocation = 
     }
 
     @Test func foregroundMasksLoadBinary() throws {
-        let folder = try TemporaryFolder()
+        let folder = try DatasetTempFolder()
         _ = try writeSmallTree(folder)
         try FileManager.default.createDirectory(atPath: folder.file("widget/train/foreground_mask"),
                                                 withIntermediateDirectories: true)
@@ -326,7 +326,7 @@ func datasetMessage(_ body: () throws -> Void, sourceLocation: SourceLocation = 
 
 @Suite struct SampleGridTests {
     @Test func gridShowsImagesAndRedMasks() throws {
-        let folder = try TemporaryFolder()
+        let folder = try DatasetTempFolder()
         let c = try writeSmallTree(folder)[0]
         let path = folder.file("grid.png")
         try writeSampleGrid(category: c, imageSize: 24, count: 3, to: path)

@@ -4,7 +4,7 @@ import Testing
 @testable import PatchGuardData
 
 /// Square (Chebyshev) dilation of a 1-channel binary image.
-func dilate(_ m: Image, by r: Int) -> Image {
+private func dilate(_ m: Image, by r: Int) -> Image {
     var out = m
     for y in 0..<m.height {
         for x in 0..<m.width {
@@ -19,14 +19,14 @@ func dilate(_ m: Image, by r: Int) -> Image {
 }
 
 /// The largest per-channel change between two RGB images at pixel `i`.
-func change(_ a: Image, _ b: Image, _ i: Int) -> Float {
+private func change(_ a: Image, _ b: Image, _ i: Int) -> Float {
     let n = a.planeSize
     return max(abs(a.pixels[i] - b.pixels[i]), abs(a.pixels[n + i] - b.pixels[n + i]),
                abs(a.pixels[2 * n + i] - b.pixels[2 * n + i]))
 }
 
 /// All files under `path`, relative, sorted.
-func fileTree(_ path: String) -> [String] {
+private func fileTree(_ path: String) -> [String] {
     (FileManager.default.enumerator(atPath: path)?.allObjects as? [String] ?? [])
         .filter { !MVTecCategory.isDirectory(path + "/" + $0) }.sorted()
 }
@@ -48,7 +48,7 @@ func fileTree(_ path: String) -> [String] {
         }
 
         // Written files: identical bytes for the same seed, different for another.
-        let x = try TemporaryFolder(), y = try TemporaryFolder(), z = try TemporaryFolder()
+        let x = try DatasetTempFolder(), y = try DatasetTempFolder(), z = try DatasetTempFolder()
         for f in [x, y] { try GeneratedDataset.write(to: f.path, seed: 9, imageSize: 24, counts: counts) }
         try GeneratedDataset.write(to: z.path, seed: 10, imageSize: 24, counts: counts)
         let files = fileTree(x.path)
@@ -152,7 +152,7 @@ func fileTree(_ path: String) -> [String] {
     }
 
     @Test func writeMatchesMemoryAndRefusesForeignFolders() throws {
-        let folder = try TemporaryFolder()
+        let folder = try DatasetTempFolder()
         let counts = GeneratedCounts(trainGood: 4, testGood: 1, testDefective: 4)
         let categories = try GeneratedDataset.write(to: folder.path, seed: 2, imageSize: 32, counts: counts)
         #expect(categories.map(\.category) == ["weave", "widget"])
@@ -174,7 +174,7 @@ func fileTree(_ path: String) -> [String] {
                                    counts: GeneratedCounts(trainGood: 2, testGood: 1, testDefective: 4))
         #expect(try MVTecCategory.scan(root: folder.path, category: "widget").train.count == 2)
         try FileManager.default.createDirectory(atPath: folder.file("foreign/weave"), withIntermediateDirectories: true)
-        try put(folder.file("foreign/weave/keep.txt"), Data([1]))
+        try writeTestBytes(folder.file("foreign/weave/keep.txt"), Data([1]))
         #expect(throws: PatchGuardError.self) {
             try GeneratedDataset.write(to: folder.file("foreign"), seed: 0, imageSize: 32, categories: [.weave])
         }
