@@ -6,8 +6,8 @@ import PatchGuardNN
 ///
 /// From the checkpoint: the class count (rows of `head.weight`) and the input size (rows of `pos_embed`: `1 + R + G²`,
 /// or `G²` with `no_embed_class`, gives the grid `G`, and `S = G·patch`). Every parameter of the preset must be
-/// present with its exact shape; extra tensors are ignored, except `fc_norm.*` (an average-pooled head, which this
-/// classifier does not implement) which is refused.
+/// present with its exact shape (``ViT/loadWeights(from:)``); extra tensors are ignored, except `fc_norm.*` (an
+/// average-pooled head, which this classifier does not implement) which is refused.
 public enum ForegroundClassifier {
     /// The message for object categories without a classifier (the CLI prints it as is).
     public static let missingWeightsMessage = """
@@ -58,19 +58,11 @@ public enum ForegroundClassifier {
         }
         cfg.imageSize = grid * cfg.patchSize
         let model = try ViT<T>(config: cfg, maxBatch: maxBatch)
-        var missing: [String] = [], wrong: [String] = []
-        for e in model.parameters.entries {
-            guard let info = file.info(e.name) else { missing.append(e.name); continue }
-            guard info.shape.reduce(1, *) == e.count, info.shape.filter({ $0 != 1 }) == e.shape.filter({ $0 != 1 })
-            else { wrong.append("\(e.name) \(info.shape) (expected \(e.shape))"); continue }
-            try file.copy(e.name, into: model.parameters[e.name].buffer)
-        }
-        if !missing.isEmpty || !wrong.isEmpty {
-            var m = "does not fit \(arch)"
-            if !missing.isEmpty { m += "; missing: " + missing.prefix(8).joined(separator: ", ")
-                + (missing.count > 8 ? " … (\(missing.count) in all)" : "") }
-            if !wrong.isEmpty { m += "; wrong shape: " + wrong.prefix(8).joined(separator: ", ") }
-            throw fail(m)
+        do {
+            try model.loadWeights(from: file)     // unused tensors (e.g. optimizer state) are ignored
+        } catch let PatchGuardError.invalidArgument(m) {
+            throw PatchGuardError.config("foreground.weights: \(m) (does foreground.arch = \"\(arch)\" match the "
+                                         + "checkpoint?)")
         }
         return model
     }

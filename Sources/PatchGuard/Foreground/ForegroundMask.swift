@@ -10,14 +10,14 @@ import PatchGuardData
 // never empty: an empty mask becomes the whole image and the caller gets a warning to log.
 
 /// `(v − min) / (max − min)` over all values; `range = max − min`. A constant (or non-finite) map gives all
-/// zeros and `range = 0`. Non-finite values count as the minimum.
+/// zeros and `range = 0`. Non-finite values count as the minimum. The minimum maps to exactly 0, the maximum to 1.
 public func minMaxNormalized(_ values: [Float]) -> (values: [Float], range: Float) {
     var lo = Float.infinity, hi = -Float.infinity
     for v in values where v.isFinite { lo = min(lo, v); hi = max(hi, v) }
     let range = hi - lo
     guard range.isFinite, range > 0 else { return ([Float](repeating: 0, count: values.count), 0) }
-    let inv = 1 / range
-    return (values.map { $0.isFinite ? min(1, max(0, ($0 - lo) * inv)) : 0 }, range)
+    // Division (not multiplication by 1/range) keeps the endpoints exact: the maximum maps to exactly 1.
+    return (values.map { $0.isFinite ? min(1, max(0, ($0 - lo) / range)) : 0 }, range)
 }
 
 /// The 8-bit level of a value in [0, 1]: `round(255·v)` clamped to 0…255 (what `ImageIO.writePNG` stores).

@@ -7,14 +7,19 @@ import PatchGuardNN
 // Shape legend: B images, N = 1 + R + Np tokens, Np = G·G patch tokens on a G × G grid, C channels, K classes,
 // H × W output size.
 //
-//   images (B, 3, S, S) ──ViT forward──▶ block-l output X (B, N, C) ──…──▶ logits (B, K)
+//   images (B, 3, S, S) ──ViT forward──▶ X = norm1 output of block l (B, N, C) ──…──▶ logits (B, K)
 //   score s_b = target(logits_b)            top-1 logit | logit of a class | sum of the top-k logits
-//   G = ∂s/∂X (B, N, C)                     ViT backward from dLogits, computeParameterGradients: false
+//   G = ∂s/∂X (B, N, C)                     ViT backward from dLogits (computeParameterGradients: false) to block
+//                                           l's output, then through block l's branches to its norm1 output
 //   A, Ĝ = patch tokens of X, G              (B, Np, C)   (class and register tokens dropped)
 //   w[b, c]   = (1/Np) Σ_p Ĝ[b, p, c]                     channel weights (B, C)
 //   pre[b, p] = Σ_c w[b, c]·A[b, p, c]                    pre-ReLU map (B, Np) on the G × G grid
 //   cam[b, p] = max(0, pre[b, p])                         Grad-CAM map (B, G, G)
 //   up[b]     = bilinear(cam[b], G × G → H × W)           PyTorch align_corners=False (Scoring's upsampler)
+//
+// Why norm1 (pytorch-grad-cam's `blocks[-1].norm1`) and not the raw block output: the raw residual stream enters
+// the next block only through a scale-invariant LayerNorm, so each token's gradient is orthogonal to the token
+// (Σ_c G_pc·X_pc = 0) and Grad-CAM degenerates (``GradCAMSite/residual``; the tests measure both).
 //
 // The scores of different images do not interact (the ViT treats images independently), so one backward of
 // Σ_b s_b gives every image's own gradient.
@@ -139,32 +144,72 @@ public struct GradCAMCapture<T: NNScalar> {
     public let gridSize: Int
     /// The 1-based block explained.
     public let layer: Int
+
+    public init(activations: Tensor<T>, gradients: Tensor<T>, logits: Tensor<T>, targets: [[Int]], scores: [Double],
+                gridSize: Int, layer: Int) {
+        self.activations = activations; self.gradients = gradients; self.logits = logits; self.targets = targets
+        self.scores = scores; self.gridSize = gridSize; self.layer = layer
+    }
+}
+
+/// Where Grad-CAM reads the token activations of block `l`.
+public enum GradCAMSite: String, Sendable, CaseIterable {
+    /// The output of block `l`'s first LayerNorm (`blocks[l-1].norm1`): the normalised tokens entering the block's
+    /// attention — pytorch-grad-cam's ViT recipe (`target_layers = [model.blocks[-1].norm1]`). The default.
+    case norm1
+    /// The raw output of block `l` (the residual stream). Degenerate right before a LayerNorm: a LayerNorm is
+    /// scale-invariant, so the gradient it passes back to a token is orthogonal to that token (`Σ_c G_pc·X_pc = 0`);
+    /// the map then measures how much each token resembles the *other* tokens' gradients. Kept for comparison.
+    case residual
 }
 
 extension GradCAM {
-    /// The block a config's `layer` names (0 = the last block), checked against the model's depth.
-    public static func resolveLayer(_ layer: Int, depth: Int) throws -> Int {
-        let l = layer == 0 ? depth : layer
-        guard (1...depth).contains(l) else {
-            throw PatchGuardError.config("foreground.layer \(layer) is outside 1...\(depth) (the classifier has "
-                                         + "\(depth) blocks; 0 means the last)")
+    /// The 1-based block a config's `layer` names (0 = the deepest useful block), checked against the model.
+    ///
+    /// - ``GradCAMSite/norm1``: `1...depth`, 0 = `depth` (the last block's normalised input).
+    /// - ``GradCAMSite/residual``: `1...depth − 1`, 0 = `depth − 1`. The head reads only the class token of the last
+    ///   block's output, and output token `t` of a block depends on the block's *input* tokens only, so the
+    ///   gradient on the patch tokens of the last block's output is identically zero.
+    /// - Throws: ``PatchGuardError/config(_:)`` for a layer outside the range.
+    public static func resolveLayer(_ layer: Int, depth: Int, site: GradCAMSite = .norm1) throws -> Int {
+        let deepest = site == .norm1 ? depth : depth - 1
+        guard deepest >= 1 else {
+            throw PatchGuardError.config("Grad-CAM on block outputs needs a classifier with at least 2 blocks "
+                                         + "(got \(depth)): the last block's output patch tokens do not reach the head")
         }
-        return l
+        if layer == 0 { return deepest }
+        guard (1...deepest).contains(layer) else {
+            if site == .residual && layer == depth {
+                throw PatchGuardError.config(
+                    "Grad-CAM layer \(layer): the patch tokens of the last block's output never reach the "
+                    + "class-token head (their gradient is zero); use 1...\(deepest)")
+            }
+            throw PatchGuardError.config("foreground.layer \(layer) is outside 1...\(deepest) (the classifier has "
+                                         + "\(depth) blocks; 0 means block \(deepest))")
+        }
+        return layer
     }
 
-    /// Runs the model forward and back for one batch and captures block `layer`'s patch tokens and their gradient.
+    /// Runs the model forward and back for one batch and captures the patch tokens of block `layer` at `site`
+    /// and the target's gradient on them.
+    ///
+    /// The ViT backward (``ViT/backward(dFeatures:dAttention:dLogits:dBlockOutputs:computeParameterGradients:dImage:blockOutputGradients:)``,
+    /// no parameter gradients) stops at block `layer`'s output. For ``GradCAMSite/norm1`` the gradient is then
+    /// carried through block `layer`'s own MLP and attention branches down to its `norm1` output by
+    /// ``norm1Gradient(model:dOut:layer:)``.
     ///
     /// - Parameters:
     ///   - model: a ViT with a head (`numClasses > 0`); its parameter gradients are not touched.
     ///   - images: (B, 3, S, S) in [0, 1], `S = model.config.imageSize`, `B ≤ model.maxBatch`.
-    ///   - layer: 1-based block (0 = last).
+    ///   - layer: 1-based block (0 = the deepest useful one, see ``resolveLayer(_:depth:site:)``).
     public static func capture<T: NNScalar>(model: ViT<T>, images: UnsafePointer<T>, batch: Int, layer: Int = 0,
-                                            target: GradCAMTarget = .top1) throws -> GradCAMCapture<T> {
+                                            target: GradCAMTarget = .top1,
+                                            site: GradCAMSite = .norm1) throws -> GradCAMCapture<T> {
         let cfg = model.config
         guard cfg.numClasses > 0 else {
             throw PatchGuardError.invalidArgument("Grad-CAM needs a classifier: the ViT has no head (num_classes 0)")
         }
-        let l = try resolveLayer(layer, depth: cfg.depth)
+        let l = try resolveLayer(layer, depth: cfg.depth, site: site)
         let K = cfg.numClasses, N = cfg.numTokens, Np = cfg.numPatches, C = cfg.dim, skip = cfg.numPrefixTokens
         try model.forward(images: images, batch: batch)
         guard let logitsView = model.logits else {
@@ -178,14 +223,79 @@ extension GradCAM {
         let dBlock = Tensor<T>(shape: [batch, N, C])
         try model.backward(dLogits: UnsafePointer(dLogits.data), computeParameterGradients: false,
                            blockOutputGradients: [l: dBlock.data])
-        let out = model.blockOutput(layer: l)
+        let acts: UnsafePointer<T>, grads: UnsafePointer<T>
+        var keep: Tensor<T>? = nil
+        switch site {
+        case .residual:
+            acts = UnsafePointer(model.blockOutput(layer: l).data)
+            grads = UnsafePointer(dBlock.data)
+        case .norm1:
+            acts = UnsafePointer(model.activations.pointer("blocks.\(l - 1).ln1"))
+            let dLN1 = norm1Gradient(model: model, dOut: dBlock.data, layer: l)
+            keep = dLN1
+            grads = UnsafePointer(dLN1.data)
+        }
         let activations = Tensor<T>(shape: [batch, Np, C]), gradients = Tensor<T>(shape: [batch, Np, C])
         for b in 0..<batch {
-            activations.data.advanced(by: b * Np * C).update(from: out.data + (b * N + skip) * C, count: Np * C)
-            gradients.data.advanced(by: b * Np * C).update(from: dBlock.data + (b * N + skip) * C, count: Np * C)
+            activations.data.advanced(by: b * Np * C).update(from: acts + (b * N + skip) * C, count: Np * C)
+            gradients.data.advanced(by: b * Np * C).update(from: grads + (b * N + skip) * C, count: Np * C)
         }
+        withExtendedLifetime(keep) {}
         return GradCAMCapture(activations: activations, gradients: gradients, logits: logits, targets: targets,
                               scores: scores, gridSize: cfg.gridSize, layer: l)
+    }
+
+    /// `∂s/∂(norm1 output of block l)` (B, N, C) from `dOut = ∂s/∂(output of block l)` (B, N, C), through the
+    /// block's branches (the last forward's activations, no parameter gradients):
+    /// ```
+    /// out = x2 + ls2 ⊙ fc2(GELU(fc1(norm2(x2))))   →  dX2 = dOut + norm2ᵀ(fc1ᵀ(GELU'(fc2ᵀ(ls2 ⊙ dOut))))
+    /// x2  = x + ls1 ⊙ proj(Attention(qkv(ln1)))     →  dLN1 = qkvᵀ(Attentionᵀ(projᵀ(ls1 ⊙ dX2)))
+    /// ```
+    /// (the skip path `x → x2` bypasses `ln1`, so it does not enter). The same calls as the block's part of
+    /// `ViT.backward`, in the same order.
+    // TODO(vit): drop this replay once `ViT.backward` can capture the gradient on a block's norm1 output itself
+    // (see the report of the Grad-CAM issue); it reads the ViT's activation arena by name.
+    public static func norm1Gradient<T: NNScalar>(model: ViT<T>, dOut: UnsafePointer<T>, layer l: Int) -> Tensor<T> {
+        let cfg = model.config, B = model.batch
+        let N = cfg.numTokens, C = cfg.dim, NH = cfg.heads, HD = cfg.mlpHidden, BN = B * N
+        let p = model.parameters.pointer, a = model.activations.pointer
+        let b = "blocks.\(l - 1)."
+        let ls = cfg.hasLayerScale
+        // MLP branch: dX2 = dOut + d(branch)/dX2.
+        let dX2 = Tensor<T>(shape: [B, N, C])
+        dX2.data.update(from: dOut, count: BN * C)
+        let dFC2 = Tensor<T>(shape: [B, N, C])
+        if ls {
+            Residual.backward(nil, dFC2.data, nil, dOut, a(b + "fc2"), p(b + "ls2.gamma"), rows: BN, channels: C)
+        } else {
+            dFC2.data.update(from: dOut, count: BN * C)
+        }
+        let dGELU = Tensor<T>(shape: [B, N, HD]), dFC1 = Tensor<T>(shape: [B, N, HD])
+        Linear.backward(dGELU.data, nil, nil, dFC2.data, a(b + "gelu"), p(b + "mlp.fc2.weight"), rows: BN,
+                        inFeatures: HD, outFeatures: C)
+        GELU.backward(dFC1.data, dGELU.data, a(b + "fc1"), count: BN * HD)
+        let dLN2 = Tensor<T>(shape: [B, N, C])
+        Linear.backward(dLN2.data, nil, nil, dFC1.data, a(b + "ln2"), p(b + "mlp.fc1.weight"), rows: BN,
+                        inFeatures: C, outFeatures: HD)
+        LayerNorm.backward(dX2.data, nil, nil, dLN2.data, a(b + "x2"), p(b + "norm2.weight"), a(b + "ln2.mean"),
+                           a(b + "ln2.rstd"), rows: BN, channels: C)
+        // Attention branch down to the norm1 output.
+        let dProj = Tensor<T>(shape: [B, N, C])
+        if ls {
+            Residual.backward(nil, dProj.data, nil, dX2.data, a(b + "proj"), p(b + "ls1.gamma"), rows: BN, channels: C)
+        } else {
+            dProj.data.update(from: dX2.data, count: BN * C)
+        }
+        let dAttnOut = Tensor<T>(shape: [B, N, C]), dQKV = Tensor<T>(shape: [B, N, 3 * C])
+        let dScores = Tensor<T>(shape: [B, NH, N, N])
+        Linear.backward(dAttnOut.data, nil, nil, dProj.data, a(b + "attn.out"), p(b + "attn.proj.weight"), rows: BN,
+                        inFeatures: C, outFeatures: C)
+        Attention.backward(dQKV.data, dScores.data, dAttnOut.data, nil, a(b + "qkv"), a(b + "attn.probs"), batch: B,
+                           tokens: N, channels: C, heads: NH)
+        let dLN1 = Tensor<T>(shape: [B, N, C])
+        Linear.backward(dLN1.data, nil, nil, dQKV.data, a(b + "ln1"), p(b + "attn.qkv.weight"), rows: BN,
+                        inFeatures: C, outFeatures: 3 * C)
+        return dLN1
     }
 
     /// The pre-ReLU map (B, Np) of a capture, in the capture's scalar type.
@@ -232,12 +342,14 @@ public struct GradCAMResult: Sendable {
 /// - Parameters:
 ///   - model: a ViT classifier (`numClasses > 0`), e.g. from ``ForegroundClassifier/load(config:maxBatch:)``.
 ///   - images: (count, 3, S, S) in [0, 1] with `S = model.config.imageSize`.
-///   - layer: 1-based block whose output tokens are explained; 0 = the last.
+///   - layer: 1-based block whose tokens are explained; 0 = the deepest useful one (see
+///     ``GradCAM/resolveLayer(_:depth:site:)``).
+///   - site: where the block's tokens are read (default: its norm1 output, see ``GradCAMSite``).
 ///   - target: the explained score (default: each image's top predicted class).
 ///   - outputHeight, outputWidth: size of the upsampled maps (default: `S × S`).
 /// - Returns: grid maps (B, G, G), pre-ReLU maps, upsampled maps (B, H, W), logits and the target classes.
 public func gradCAM<T: NNScalar>(model: ViT<T>, images: UnsafePointer<T>, count: Int, layer: Int = 0,
-                                 target: GradCAMTarget = .top1, outputHeight: Int? = nil,
+                                 target: GradCAMTarget = .top1, site: GradCAMSite = .norm1, outputHeight: Int? = nil,
                                  outputWidth: Int? = nil) throws -> GradCAMResult {
     let cfg = model.config
     let S = cfg.imageSize, G = cfg.gridSize, Np = cfg.numPatches, K = max(cfg.numClasses, 1)
@@ -252,7 +364,7 @@ public func gradCAM<T: NNScalar>(model: ViT<T>, images: UnsafePointer<T>, count:
     while start < count {
         let b = min(model.maxBatch, count - start)
         let cap = try GradCAM.capture(model: model, images: images + start * 3 * S * S, batch: b, layer: layer,
-                                      target: target)
+                                      target: target, site: site)
         let p = GradCAM.preReLUMap(cap)
         for i in 0..<(b * Np) {
             let v = Float(p.data[i])
