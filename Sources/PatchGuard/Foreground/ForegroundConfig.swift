@@ -21,9 +21,8 @@ public struct ForegroundConfig: Codable, Equatable, Sendable {
     /// Safetensors checkpoint of the classifier with timm names, head included (`head.weight`, `head.bias`).
     /// Empty: no classifier (an error for object categories).
     public var weights = ""
-    /// 1-based block whose output tokens Grad-CAM explains, in `1...depth − 1`; `0` = block `depth − 1`, i.e. the
-    /// input of the last block (the last block's *output* patch tokens never reach the class-token head: their
-    /// gradient is zero, see `GradCAM.resolveLayer`).
+    /// 1-based block whose tokens Grad-CAM explains, read at the block's norm1 output (the normalised tokens
+    /// entering its attention, pytorch-grad-cam's ViT recipe); `0` = the last block (`blocks[-1].norm1`).
     public var layer = 0
     /// Target score: `"top1"` (the top predicted class logit), `"class"` (the logit of `class_index`) or
     /// `"topk"` (the sum of the `top_k` largest logits).
@@ -93,7 +92,7 @@ public struct ForegroundConfig: Codable, Equatable, Sendable {
         _ = try gradCAMTarget
         _ = try thresholdRule
         guard layer >= 0 else {
-            throw fail("layer", "must be ≥ 1 (a 1-based block) or 0 for the last block's input, found \(layer)")
+            throw fail("layer", "must be ≥ 1 (a 1-based block) or 0 for the last block, found \(layer)")
         }
         guard classIndex >= 0 else { throw fail("class_index", "must be ≥ 0, found \(classIndex)") }
         guard topK >= 1 else { throw fail("top_k", "must be ≥ 1, found \(topK)") }

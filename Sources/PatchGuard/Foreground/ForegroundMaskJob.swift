@@ -155,16 +155,7 @@ public func computeForegroundMasks(category: MVTecCategory, config: ForegroundCo
 
 // MARK: - Pictures
 
-/// The jet colour map (MATLAB/OpenCV `COLORMAP_JET` shape): dark blue → blue → cyan → yellow → red → dark red,
-/// `r = clamp(1.5 − |4v − 3|)`, `g = clamp(1.5 − |4v − 2|)`, `b = clamp(1.5 − |4v − 1|)` for `v` in [0, 1].
-@inlinable
-public func jetColor(_ v: Float) -> (r: Float, g: Float, b: Float) {
-    let x = v.isFinite ? min(1, max(0, v)) : 0
-    func c(_ t: Float) -> Float { min(1, max(0, 1.5 - abs(4 * x - t))) }
-    return (c(3), c(2), c(1))
-}
-
-/// A `height × width` map with values in [0, 1] as a jet-coloured RGB image.
+/// A `height × width` map with values in [0, 1] as a jet-coloured RGB image (``JetColormap``, the heat maps' colours).
 public func jetImage(_ map: [Float], width: Int, height: Int) throws -> Image {
     guard map.count == width * height, width > 0, height > 0 else {
         throw PatchGuardError.invalidArgument("jet image: \(map.count) values for \(height)×\(width)")
@@ -172,7 +163,7 @@ public func jetImage(_ map: [Float], width: Int, height: Int) throws -> Image {
     let plane = width * height
     var px = [Float](repeating: 0, count: 3 * plane)
     for i in 0..<plane {
-        let (r, g, b) = jetColor(map[i])
+        let (r, g, b) = JetColormap.rgb(map[i])
         px[i] = r; px[plane + i] = g; px[2 * plane + i] = b
     }
     return Image(width: width, height: height, channels: 3, pixels: px)
