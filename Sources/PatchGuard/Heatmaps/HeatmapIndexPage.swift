@@ -82,7 +82,9 @@ struct HeatmapIndexPage {
         }
         h += "</div>\n</div>\n\n"
 
-        let width = panelCount * panelSize + (panelCount - 1) * max(0, gap)
+        // Small inputs (64 px jobs) are shown enlarged (integer factor, so ≥ ~200 px per panel); CSS caps the width.
+        let scale = max(1, 200 / max(1, panelSize))
+        let width = (panelCount * panelSize + (panelCount - 1) * max(0, gap)) * scale
         for (rank, i) in Self.order(result.images).enumerated() {
             let e = result.images[i]
             let kind = e.label == 1 ? "anomalous" : "normal"
@@ -93,7 +95,7 @@ struct HeatmapIndexPage {
                 h += " · \(esc(a.name)): \(String(format: "%.4f", attacked.score))"
             }
             h += " · <span class=\"badge \(kind)\">\(kind)</span> · \(esc(e.defectType)) · <code>\(esc(file))</code></div>\n"
-            h += "<img src=\"\(esc(files[i]))\" width=\"\(width)\" height=\"\(panelSize)\" loading=\"lazy\" "
+            h += "<img src=\"\(esc(files[i]))\" width=\"\(width)\" height=\"\(panelSize * scale)\" loading=\"lazy\" "
             h += "alt=\"\(esc(kind)) \(esc(e.defectType)) \(esc(file))\">\n</div>\n"
         }
         h += "</body>\n</html>\n"
