@@ -19,6 +19,8 @@ extension ViT {
     ///   - blockOutputGradients: `l → (B, N, C)` buffers that receive dLoss/d(block `l` output) — the
     ///     residual-stream gradient Grad-CAM needs. When neither parameter gradients nor `dImage` are wanted, the
     ///     backward stops at the lowest requested block.
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
     public func backward(dFeatures: [Int: UnsafePointer<T>] = [:], dAttention: [Int: UnsafePointer<T>] = [:],
                          dLogits: UnsafePointer<T>? = nil, dBlockOutputs: [Int: UnsafePointer<T>] = [:],
                          computeParameterGradients: Bool = true, dImage: UnsafeMutablePointer<T>? = nil,

@@ -10,6 +10,8 @@ extension ViT {
     ///   - attentionLayers: 1-based blocks whose attention maps the caller will read (``attention(layer:)``);
     ///     probabilities of every block are cached anyway (backward needs them), this only validates.
     /// Head logits are computed when the config has a head (``logits``). Raw block outputs: ``blockOutput(layer:)``.
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
     public func forward(images: UnsafePointer<T>, batch B: Int, featureLayers: [Int] = [],
                         attentionLayers: [Int] = []) throws {
         guard (1...maxBatch).contains(B) else {
@@ -74,6 +76,8 @@ extension ViT {
     }
 
     /// `forward` on a ``Tensor`` of shape (B, 3, H, W).
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
     public func forward(images: Tensor<T>, featureLayers: [Int] = [], attentionLayers: [Int] = []) throws {
         guard images.shape.count == 4, images.shape[1] == 3, images.shape[2] == H, images.shape[3] == H else {
             throw PatchGuardError.invalidArgument("ViT forward: images must be (B, 3, \(H), \(H)), got \(images.shape)")
