@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "PatchGuard", dependencies: ["PatchGuardCore", "PatchGuardNN", "PatchGuardData"],
                 swiftSettings: optimized),
         .executableTarget(name: "patchguard",
-                          dependencies: ["PatchGuard", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["PatchGuard", "PatchGuardData", "PatchGuardNN", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimized),
         .testTarget(name: "PatchGuardCoreTests", dependencies: ["PatchGuardCore"]),
         .testTarget(name: "PatchGuardNNTests", dependencies: ["PatchGuardNN"], exclude: ["Fixtures"]),

@@ -2,18 +2,46 @@ import ArgumentParser
 import Foundation
 import PatchGuard
 import PatchGuardCore
+import PatchGuardData
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Adversarially train a PatchGuard detector on one category (foreground → pseudo-anomalies → PGD training).")
+        abstract: "Adversarially train a PatchGuard detector on one category (pseudo-anomalies in the foreground, PGD training).",
+        discussion: """
+        Each batch trains on clean normals, PGD-attacked normals, pseudo-anomalies and PGD-attacked pseudo-anomalies
+        (train.adversarial, attack.train_steps, attack.epsilon). Writes config.json, log.txt, train_log.jsonl and
+        checkpoint.safetensors (atomically, every train.checkpoint_every epochs and at the end) into the run directory.
+        Foreground masks are read from <category>/train/foreground_mask/<stem>.png when present (patchguard foreground).
+        """)
     @OptionGroup var job: JobOptions
-    @Option(help: ArgumentHelp("Continue the run in this directory from its last checkpoint.", valueName: "run_dir"))
+    @Option(help: ArgumentHelp("Continue the run in this directory from its last checkpoint (its config.json is used; --set may change e.g. train.epochs).",
+                               valueName: "run_dir"))
     var resume: String?
+
+    func validate() throws {
+        if resume != nil && job.config != nil {
+            throw ValidationError("--resume uses the run's own config.json; do not pass --config with it")
+        }
+        if resume != nil && job.output != nil {
+            throw ValidationError("--resume continues in its own run directory; do not pass --output with it")
+        }
+    }
 
     func run() throws {
         try runReportingErrors {
-            _ = try job.loadConfig()
-            throw PatchGuardError.notImplemented("`patchguard train` (issue: attention discriminator, loss, PGD, training loop)")
+            var options = job
+            if let resume {
+                options.config = (resume as NSString).appendingPathComponent("config.json")
+                options.output = resume
+            }
+            let config = try options.loadConfig()
+            let run = try options.openRun(command: "train", config: config)
+            let summary = try Trainer(config: config, run: run).train(resume: resume != nil)
+            if let last = summary.epochs.last {
+                run.log(String(format: "done: %d epochs in %@, final loss %.4f (bce %.4f, reg %.4f)",
+                               summary.epochs.count, ProgressBar.clock(summary.seconds), last.loss, last.bce, last.reg))
+            }
+            run.log("checkpoint: \(summary.checkpoint)")
         }
     }
 }
@@ -76,13 +104,28 @@ struct Synthesize: ParsableCommand {
 struct GenerateData: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate-data",
-        abstract: "Write the generated default dataset (MVTec AD layout) used by `make run` and the tests.")
+        abstract: "Write the generated default dataset (MVTec AD layout: an object category and a texture) used by make run.")
     @Option(help: "Destination folder.") var output = "Datasets/generated"
-    @Option(help: "Seed of the generated data.") var seed: UInt64 = 0
+    @Option(help: "Seed of the generated data (same seed → identical files).") var seed: UInt64 = 0
+    @Option(name: .customLong("image-size"), help: "Side of the generated images in pixels.") var imageSize = GeneratedDataset.defaultImageSize
+    @Option(name: .customLong("train-good"), help: "Normal training images per category.") var trainGood = 40
+    @Option(name: .customLong("test-good"), help: "Normal test images per category.") var testGood = 10
+    @Option(name: .customLong("test-defective"), help: "Defective test images per category.") var testDefective = 15
+    @Option(help: ArgumentHelp("Also write a PNG grid of normal and defective samples with their masks here.", valueName: "png"))
+    var preview: String?
 
     func run() throws {
         try runReportingErrors {
-            throw PatchGuardError.notImplemented("`patchguard generate-data` (issue: datasets)")
+            let start = Date()
+            let categories = try GeneratedDataset.write(
+                to: output, seed: seed, imageSize: imageSize,
+                counts: GeneratedCounts(trainGood: trainGood, testGood: testGood, testDefective: testDefective))
+            for c in categories { print(c.summary) }
+            print(String(format: "wrote %d categories to %@ in %.1f s", categories.count, output, Date().timeIntervalSince(start)))
+            if let preview, let first = categories.first {
+                try writeSampleGrid(category: first, imageSize: imageSize, count: 8, to: preview)
+                print("preview: \(preview)")
+            }
         }
     }
 }
