@@ -14,6 +14,8 @@ public struct JobConfig: Codable, Equatable, Sendable {
     public var eval = EvalConfig()
     /// Pseudo-anomaly synthesis (sizes, dilation, augmentation levels); see `SynthesisConfig`.
     public var synthesis = SynthesisConfig()
+    /// Grad-CAM foreground masks (`patchguard foreground`); see `ForegroundConfig`.
+    public var foreground = ForegroundConfig()
 
     public init() {}
 }
@@ -106,9 +108,11 @@ public struct EvalConfig: Codable, Equatable, Sendable {
     public var radius = 7
     /// Attacks run by `evaluate` (in addition to the clean pass) unless the command line names others.
     public var attacks: [EvalAttackConfig] = [EvalAttackConfig()]
+    /// Images per forward/backward during evaluation and attacks.
+    public var batchSize = 8
 
     enum CodingKeys: String, CodingKey {
-        case topK = "top_k", sigma, radius, attacks
+        case topK = "top_k", sigma, radius, attacks, batchSize = "batch_size"
     }
 }
 
@@ -168,6 +172,7 @@ extension JobConfig {
         }
         if eval.topK < 1 { throw fail("eval.top_k must be ≥ 1") }
         try synthesis.validate()
+        try foreground.validate()
     }
 
     /// Pretty, key-sorted JSON of the resolved config (written into every run directory).
