@@ -33,9 +33,11 @@ let package = Package(
                           dependencies: ["PatchGuard", "PatchGuardData", "PatchGuardNN", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimized),
         .testTarget(name: "PatchGuardCoreTests", dependencies: ["PatchGuardCore"]),
-        .testTarget(name: "PatchGuardNNTests", dependencies: ["PatchGuardNN"], exclude: ["Fixtures"]),
+        // Central-difference gradient checks shared by the NN and method test targets.
+        .target(name: "GradCheckSupport", dependencies: ["PatchGuardCore"], path: "Tests/GradCheckSupport"),
+        .testTarget(name: "PatchGuardNNTests", dependencies: ["PatchGuardNN", "GradCheckSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "PatchGuardDataTests", dependencies: ["PatchGuardData"]),
-        .testTarget(name: "PatchGuardTests", dependencies: ["PatchGuard"]),
+        .testTarget(name: "PatchGuardTests", dependencies: ["PatchGuard", "GradCheckSupport"]),
     ],
     // Swift 5 language mode: the numeric kernels share raw buffers across `parallelFor` workers by design
     // (disjoint writes), which Swift 6's strict sendability checking cannot express without noise.

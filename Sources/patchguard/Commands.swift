@@ -79,9 +79,9 @@ struct AttackOptions: ParsableArguments {
 }
 
 /// Loads the trained model and the category's test set for evaluate/heatmaps.
-func loadForEvaluation(config: JobConfig, checkpoint: String, run: RunDirectory) throws -> (PatchGuardModel, [LoadedSample]) {
+func loadForEvaluation(config: JobConfig, checkpoint: String, run: RunDirectory) throws -> (PatchGuardModel<Float>, [LoadedSample]) {
     var rng = SeededRNG(seed: config.seed)
-    let model = try PatchGuardModel(config: config, maxBatch: max(1, config.eval.batchSize), using: &rng)
+    let model = try PatchGuardModel<Float>(config: config, maxBatch: max(1, config.eval.batchSize), using: &rng)
     let state = try model.loadCheckpoint(path: checkpoint)
     run.log("checkpoint: \(checkpoint) (epoch \(state.epoch)); model: \(model.summary)")
     let category = try MVTecCategory.scan(root: config.data.root, category: config.data.category)

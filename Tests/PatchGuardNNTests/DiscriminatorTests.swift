@@ -1,6 +1,7 @@
 import Foundation
 import PatchGuardCore
 import Testing
+import GradCheckSupport
 @testable import PatchGuardNN
 
 /// Gradient checks (Double, central differences) of the attention discriminator, the per-patch BCE and the

@@ -1,6 +1,7 @@
 import PatchGuardCore
 @testable import PatchGuardNN
 import Testing
+import GradCheckSupport
 
 /// Per-op gradient checks: production kernels at Double, central differences, tiny irregular shapes
 /// (B = 2, N = 5, C = 12, NH = 3, P = 4), loss `L = Σ r·y` with fixed random `r`. Gradient buffers start with

@@ -2,6 +2,7 @@ import Foundation
 import PatchGuardCore
 @testable import PatchGuardNN
 import Testing
+import GradCheckSupport
 
 /// Parity with timm: the fixtures (Tools/make_vit_fixtures.py) hold a tiny timm ViT's parameters, an input, its
 /// outputs and the gradients of a fixed loss, computed by PyTorch in float64. Our Double model must match to

@@ -2,6 +2,7 @@ import Foundation
 import PatchGuardCore
 @testable import PatchGuardNN
 import Testing
+import GradCheckSupport
 
 /// End-to-end checks of the ViT: Double gradient checks of every parameter and the image through a loss that
 /// reads two layers' features, a block's attention maps, a raw block output and the head; Float vs Double; the

@@ -7,7 +7,7 @@ import PatchGuardNN
 /// AdamW moments under `optimizer.m.<name>` / `optimizer.v.<name>`, and metadata: format, epoch, optimizer
 /// step, architecture and the resolved job config. Written atomically (temporary file + rename).
 extension PatchGuardModel {
-    public static let checkpointFormat = "patchguard-checkpoint-v1"
+    public static var checkpointFormat: String { "patchguard-checkpoint-v1" }
 
     public struct CheckpointState: Sendable {
         public var epoch: Int
@@ -16,7 +16,7 @@ extension PatchGuardModel {
 
     public func saveCheckpoint(path: String, epoch: Int, config: JobConfig) throws {
         var w = SafeTensorsWriter()
-        func add(_ arena: Arena<Float>, prefix: String) {
+        func add(_ arena: Arena<T>, prefix: String) {
             for e in arena.entries { w.add(prefix + e.name, shape: e.shape, values: UnsafeBufferPointer(arena[e.name].buffer)) }
         }
         add(vit.parameters, prefix: ""); add(discriminator.params, prefix: "")
@@ -35,7 +35,7 @@ extension PatchGuardModel {
     @discardableResult
     public func loadCheckpoint(path: String) throws -> CheckpointState {
         let file = try SafeTensorsFile.load(path: path)
-        func load(_ arena: Arena<Float>, prefix: String, required: Bool) throws {
+        func load(_ arena: Arena<T>, prefix: String, required: Bool) throws {
             for e in arena.entries {
                 let name = prefix + e.name
                 guard let info = file.info(name) else {

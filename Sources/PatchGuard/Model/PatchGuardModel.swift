@@ -7,9 +7,9 @@ import PatchGuardNN
 ///
 /// Shapes: images (B, 3, S, S) in [0,1]; features (B, Np, C·L) for L feature layers; logits (B, Np).
 /// Training passes add into the gradient arenas; ``zeroGradients()`` and ``optimizerStep(lr:)`` bracket a step.
-public final class PatchGuardModel: PatchDetector {
-    public let vit: ViT<Float>
-    public let discriminator: AttentionDiscriminator<Float>
+public final class PatchGuardModel<T: NNScalar> {
+    public let vit: ViT<T>
+    public let discriminator: AttentionDiscriminator<T>
     public let featureLayers: [Int]
     public let regLayers: [Int]
     public let regWeights: [Double]
@@ -21,18 +21,19 @@ public final class PatchGuardModel: PatchDetector {
     let prefixTokens: Int
 
     var vitOptimizer: AdamW, discOptimizer: AdamW
-    let vitM: Arena<Float>, vitV: Arena<Float>, discM: Arena<Float>, discV: Arena<Float>
+    let vitM: Arena<T>, vitV: Arena<T>, discM: Arena<T>, discV: Arena<T>
 
     // Scratch for one chunk of ≤ maxBatch images.
-    let features: Tensor<Float>     // (B, Np, C·L)
-    let dFeatures: Tensor<Float>    // (B, Np, C·L)
-    let dFeatureLayers: [Tensor<Float>]   // L × (B, Np, C) when L > 1
-    let dLogits: Tensor<Float>      // (B, Np)
-    let dAttention: [Tensor<Float>] // per reg layer (B, NH, N, N)
+    let features: Tensor<T>     // (B, Np, C·L)
+    let dFeatures: Tensor<T>    // (B, Np, C·L)
+    let dFeatureLayers: [Tensor<T>]   // L × (B, Np, C) when L > 1
+    let dLogits: Tensor<T>      // (B, Np)
+    let dAttention: [Tensor<T>] // per reg layer (B, NH, N, N)
 
     /// Builds a randomly initialised model (timm init for the ViT, PyTorch init for the discriminator).
-    public init(config: JobConfig, maxBatch: Int? = nil, using rng: inout SeededRNG) throws {
-        let vitConfig = try ViTConfig.preset(config.model.arch, imageSize: config.data.imageSize)
+    /// `backbone` replaces the `model.arch` preset (tests use tiny irregular shapes).
+    public init(config: JobConfig, maxBatch: Int? = nil, backbone: ViTConfig? = nil, using rng: inout SeededRNG) throws {
+        let vitConfig = try backbone ?? ViTConfig.preset(config.model.arch, imageSize: config.data.imageSize)
         guard config.data.imageSize % vitConfig.patchSize == 0 else {
             throw PatchGuardError.config("data.image_size \(config.data.imageSize) is not a multiple of the patch size " +
                                          "\(vitConfig.patchSize) of \(config.model.arch)")
@@ -50,7 +51,7 @@ public final class PatchGuardModel: PatchDetector {
         regLayers = config.train.regLayers
         regWeights = config.train.regWeights
         self.maxBatch = maxBatch ?? max(config.train.batchSize, 8)
-        vit = try ViT<Float>(config: vitConfig, maxBatch: self.maxBatch)
+        vit = try ViT<T>(config: vitConfig, maxBatch: self.maxBatch)
         vit.initializeParameters(using: &rng)
         imageSize = config.data.imageSize
         patchSize = vitConfig.patchSize
@@ -59,7 +60,7 @@ public final class PatchGuardModel: PatchDetector {
         dim = vitConfig.dim
         prefixTokens = 1 + vitConfig.numRegisters
         let d = config.model.discriminator
-        discriminator = try AttentionDiscriminator<Float>(
+        discriminator = try AttentionDiscriminator<T>(
             config: .init(dim: dim * featureLayers.count, numPatches: numPatches, layers: d.layers, heads: d.heads,
                           hidden: d.hidden, dropout: d.dropout), using: &rng)
         vitOptimizer = AdamW(weightDecay: config.train.weightDecay)
@@ -85,7 +86,7 @@ public final class PatchGuardModel: PatchDetector {
     // MARK: forward
 
     /// ViT forward + feature gathering for `B ≤ maxBatch` images; returns the discriminator input.
-    func backboneForward(_ images: UnsafePointer<Float>, batch B: Int, attention: Bool) -> UnsafePointer<Float> {
+    func backboneForward(_ images: UnsafePointer<T>, batch B: Int, attention: Bool) -> UnsafePointer<T> {
         // Batch and layer indices are validated at init; a failure here is a programming error.
         try! vit.forward(images: images, batch: B, featureLayers: featureLayers, attentionLayers: attention ? regLayers : [])
         if featureLayers.count == 1 { return UnsafePointer(vit.features(layer: featureLayers[0]).data) }
@@ -100,9 +101,9 @@ public final class PatchGuardModel: PatchDetector {
     }
 
     /// Backward from `dFeatures` (B, Np, C·L) into the ViT (with optional attention gradients).
-    func backboneBackward(batch B: Int, dAttention: [Int: UnsafePointer<Float>], parameters: Bool,
-                          dImage: UnsafeMutablePointer<Float>?) {
-        var dF: [Int: UnsafePointer<Float>] = [:]
+    func backboneBackward(batch B: Int, dAttention: [Int: UnsafePointer<T>], parameters: Bool,
+                          dImage: UnsafeMutablePointer<T>?) {
+        var dF: [Int: UnsafePointer<T>] = [:]
         if featureLayers.count == 1 {
             dF[featureLayers[0]] = UnsafePointer(dFeatures.data)
         } else {
@@ -117,9 +118,10 @@ public final class PatchGuardModel: PatchDetector {
     }
 
     /// One training pass on `B ≤ maxBatch` images with patch labels (B, Np): forward in training mode (dropout),
-    /// loss = BCE + Σ wₗ·KLₗ, backward adding into the parameter gradients. Returns the two loss terms.
-    public func trainingPass(images: [Float], labels: [Float], batch B: Int,
-                             using rng: inout SeededRNG) -> (bce: Double, reg: Double) {
+    /// loss = BCE + Σ wₗ·KLₗ, backward adding into the parameter gradients (and into `dImage` (B, 3, S, S)
+    /// when given). Returns the two loss terms.
+    public func trainingPass(images: [T], labels: [T], batch B: Int, using rng: inout SeededRNG,
+                             dImage: UnsafeMutablePointer<T>? = nil) -> (bce: Double, reg: Double) {
         precondition(B <= maxBatch && images.count == B * 3 * imageSize * imageSize && labels.count == B * numPatches)
         return images.withUnsafeBufferPointer { img in
             labels.withUnsafeBufferPointer { lab in
@@ -128,7 +130,7 @@ public final class PatchGuardModel: PatchDetector {
                 let bce = PatchBCE.forward(logits, lab.baseAddress!, batch: B, patches: numPatches)
                 let N = numPatches + prefixTokens, NH = vit.config.heads
                 var reg = 0.0
-                var dAttn: [Int: UnsafePointer<Float>] = [:]
+                var dAttn: [Int: UnsafePointer<T>] = [:]
                 for (i, l) in regLayers.enumerated() where regWeights[i] != 0 {
                     let a = vit.attention(layer: l).data
                     reg += regWeights[i] * AttentionKL.forward(a, batch: B, heads: NH, tokens: N, prefix: prefixTokens)
@@ -141,14 +143,29 @@ public final class PatchGuardModel: PatchDetector {
                 PatchBCE.backward(dLogits.data, logits, lab.baseAddress!, batch: B, patches: numPatches)
                 dFeatures.data.update(repeating: 0, count: B * numPatches * dim * featureLayers.count)
                 discriminator.backward(dLogits: dLogits.data, dFeatures: dFeatures.data)
-                backboneBackward(batch: B, dAttention: dAttn, parameters: true, dImage: nil)
+                backboneBackward(batch: B, dAttention: dAttn, parameters: true, dImage: dImage)
                 return (bce, reg)
             }
         }
     }
 
-    // MARK: PatchDetector (evaluation mode, any batch size: chunks of maxBatch)
+    // MARK: optimisation
 
+    public func zeroGradients() {
+        vit.gradients.zero()
+        discriminator.grads.zero()
+    }
+
+    public func optimizerStep(lr: Double) {
+        vitOptimizer.update(params: vit.parameters.storage.data, grads: vit.gradients.storage.data,
+                            m: vitM.storage.data, v: vitV.storage.data, count: vit.parameters.totalCount, lr: lr)
+        discOptimizer.update(params: discriminator.params.storage.data, grads: discriminator.grads.storage.data,
+                             m: discM.storage.data, v: discV.storage.data, count: discriminator.params.totalCount, lr: lr)
+    }
+}
+
+/// The detector protocol (Float: what training, attacks and evaluation run on).
+extension PatchGuardModel: PatchDetector where T == Float {
     public func patchLogits(_ images: UnsafePointer<Float>, batch: Int) -> [Float] {
         var out = [Float](); out.reserveCapacity(batch * numPatches)
         var noDropout = SeededRNG(seed: 0)
@@ -185,17 +202,4 @@ public final class PatchGuardModel: PatchDetector {
         return out
     }
 
-    // MARK: optimisation
-
-    public func zeroGradients() {
-        vit.gradients.zero()
-        discriminator.grads.zero()
-    }
-
-    public func optimizerStep(lr: Double) {
-        vitOptimizer.update(params: vit.parameters.storage.data, grads: vit.gradients.storage.data,
-                            m: vitM.storage.data, v: vitV.storage.data, count: vit.parameters.totalCount, lr: lr)
-        discOptimizer.update(params: discriminator.params.storage.data, grads: discriminator.grads.storage.data,
-                             m: discM.storage.data, v: discV.storage.data, count: discriminator.params.totalCount, lr: lr)
-    }
 }

@@ -71,7 +71,7 @@ public final class Trainer {
         let trainingStart = Date()
         let samples = try loadTrainingSet()
         var rng = SeededRNG(seed: config.seed)
-        let model = try PatchGuardModel(config: config, using: &rng)
+        let model = try PatchGuardModel<Float>(config: config, using: &rng)
         if !config.model.weights.isEmpty && !resume {
             let warnings = try model.loadBackboneWeights(path: config.model.weights)
             run.log("backbone weights: \(config.model.weights)")

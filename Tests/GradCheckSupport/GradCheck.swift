@@ -3,33 +3,33 @@ import Testing
 
 /// Helpers for gradient checks: central differences in Double against the production kernels.
 
-func randomTensor(_ shape: [Int], _ rng: inout SeededRNG, std: Double = 1, mean: Double = 0) -> Tensor<Double> {
+public func randomTensor(_ shape: [Int], _ rng: inout SeededRNG, std: Double = 1, mean: Double = 0) -> Tensor<Double> {
     let t = Tensor<Double>(shape: shape)
     rng.fillNormal(t.buffer, mean: mean, std: std)
     return t
 }
 
-func uniformTensor(_ shape: [Int], _ rng: inout SeededRNG, lo: Double, hi: Double) -> Tensor<Double> {
+public func uniformTensor(_ shape: [Int], _ rng: inout SeededRNG, lo: Double, hi: Double) -> Tensor<Double> {
     let t = Tensor<Double>(shape: shape)
     rng.fillUniform(t.buffer, lo: lo, hi: hi)
     return t
 }
 
 /// `Σ rᵢ·yᵢ` over `count` elements.
-func weightedSum(_ r: UnsafePointer<Double>, _ y: UnsafePointer<Double>, count: Int) -> Double {
+public func weightedSum(_ r: UnsafePointer<Double>, _ y: UnsafePointer<Double>, count: Int) -> Double {
     var s = 0.0
     for i in 0..<count { s += r[i] * y[i] }
     return s
 }
 
-func weightedSum(_ r: Tensor<Double>, _ y: Tensor<Double>) -> Double {
+public func weightedSum(_ r: Tensor<Double>, _ y: Tensor<Double>) -> Double {
     weightedSum(r.data, y.data, count: r.count)
 }
 
 /// Compares `analytic` (the backward's gradient w.r.t. the `count` values at `x`) with central differences of
 /// `loss()`, on at most `maxSamples` evenly spread elements. Fails (with the first few offenders) when
 /// `|a − n| > tol·max(|a|, |n|) + atol`, `atol = tol·1e-3·max|analytic|` (guards elements whose gradient is ~0).
-func expectGradient(_ name: String, at x: UnsafeMutablePointer<Double>, count: Int,
+public func expectGradient(_ name: String, at x: UnsafeMutablePointer<Double>, count: Int,
                     analytic: UnsafePointer<Double>, loss: () -> Double,
                     step: Double = 1e-5, tol: Double = 1e-6, maxSamples: Int = 2000,
                     sourceLocation: SourceLocation = #_sourceLocation) {
@@ -60,7 +60,7 @@ func expectGradient(_ name: String, at x: UnsafeMutablePointer<Double>, count: I
             sourceLocation: sourceLocation)
 }
 
-func expectGradient(_ name: String, of x: Tensor<Double>, analytic: Tensor<Double>, loss: () -> Double,
+public func expectGradient(_ name: String, of x: Tensor<Double>, analytic: Tensor<Double>, loss: () -> Double,
                     step: Double = 1e-5, tol: Double = 1e-6, sourceLocation: SourceLocation = #_sourceLocation) {
     #expect(x.count == analytic.count, "\(name): sizes differ", sourceLocation: sourceLocation)
     expectGradient(name, at: x.data, count: x.count, analytic: analytic.data, loss: loss, step: step, tol: tol,
@@ -68,22 +68,22 @@ func expectGradient(_ name: String, of x: Tensor<Double>, analytic: Tensor<Doubl
 }
 
 /// A gradient buffer pre-filled with random values, so a test can check that backward *adds* (subtract `prior`).
-struct AccumulatingGrad {
-    let grad: Tensor<Double>
-    let prior: Tensor<Double>
-    init(_ shape: [Int], _ rng: inout SeededRNG) {
+public struct AccumulatingGrad {
+    public let grad: Tensor<Double>
+    public let prior: Tensor<Double>
+    public init(_ shape: [Int], _ rng: inout SeededRNG) {
         prior = randomTensor(shape, &rng)
         grad = prior.copy()
     }
     /// What backward added.
-    var added: Tensor<Double> {
+    public var added: Tensor<Double> {
         let t = grad.copy()
         for i in 0..<t.count { t[i] -= prior[i] }
         return t
     }
 }
 
-func maxAbsDiff<T: NNScalar, U: NNScalar>(_ a: UnsafePointer<T>, _ b: UnsafePointer<U>, count: Int) -> Double {
+public func maxAbsDiff<T: NNScalar, U: NNScalar>(_ a: UnsafePointer<T>, _ b: UnsafePointer<U>, count: Int) -> Double {
     var m = 0.0
     for i in 0..<count { m = max(m, abs(Double(a[i]) - Double(b[i]))) }
     return m
