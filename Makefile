@@ -31,17 +31,15 @@ build: deps
 debug: deps
 	$(SWIFT) build
 
-# The default job end to end on generated data. Each step runs only if its command is built; the others say so.
+# The default job end to end: generated data (if absent) → adversarial training → evaluation (clean + PGD) →
+# heat maps. Everything lands in $(RUN_DIR); open $(RUN_DIR)/heatmaps/index.html afterwards.
 run: build
-	@set -e; \
-	if [ ! -d "$(DATA_DIR)" ]; then $(BIN) generate-data --output $(DATA_DIR) || echo "(generate-data not available yet)"; fi; \
-	status=0; \
-	$(BIN) train --config $(CONFIG) --output $(RUN_DIR) || status=$$?; \
-	if [ $$status -eq 70 ]; then echo "make run: training is not built yet; ran what exists (data generation, sgemm check)"; \
-	  $(BIN) bench --gemm-only; exit 0; fi; \
-	[ $$status -eq 0 ] || exit $$status; \
-	$(BIN) evaluate --config $(CONFIG) --output $(RUN_DIR) --checkpoint $(RUN_DIR)/checkpoint.safetensors; \
+	@if [ ! -f "$(DATA_DIR)/widget/_generated.json" ]; then $(BIN) generate-data --output $(DATA_DIR); fi
+	rm -rf $(RUN_DIR)
+	$(BIN) train --config $(CONFIG) --output $(RUN_DIR)
 	$(BIN) heatmaps --config $(CONFIG) --output $(RUN_DIR) --checkpoint $(RUN_DIR)/checkpoint.safetensors
+	@echo
+	@echo "results: $(RUN_DIR)/metrics.md   heat maps: $(RUN_DIR)/heatmaps/index.html   training log: $(RUN_DIR)/train_log.jsonl"
 
 test: deps
 	$(SWIFT) build --build-tests

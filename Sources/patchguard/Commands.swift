@@ -158,7 +158,9 @@ struct Heatmaps: ParsableCommand {
             let dir = heatmapDir ?? run.file("heatmaps")
             let options = HeatmapOptions(normalization: percentiles ? .percentiles(lower: 1, upper: 99) : .minMax)
             let summary = try HeatmapWriter(options: options).write(result, samples: samples, to: dir)
+            let files = try result.writeReports(to: run.path)
             print(result.report.table())
+            run.log("wrote " + files.joined(separator: ", "))
             run.log("heat maps: \(summary.indexPath) (\(samples.count) images)")
         }
     }
