@@ -90,6 +90,25 @@ func loadForEvaluation(config: JobConfig, checkpoint: String, run: RunDirectory)
     return (model, samples)
 }
 
+/// The shared body of evaluate and heatmaps: load config, checkpoint and test set, run the clean pass and the
+/// attacks, write metrics.json/md and the ROC curves.
+func evaluateJob(command: String, job: JobOptions, attack: AttackOptions, checkpoint: String?,
+                 keepMaps: Bool) throws -> (EvaluationResult, [LoadedSample], RunDirectory) {
+    let config = try job.loadConfig()
+    let ckpt = try defaultCheckpoint(checkpoint, output: job.output)
+    let run = try job.openRun(command: command, config: config)
+    let (model, samples) = try loadForEvaluation(config: config, checkpoint: ckpt, run: run)
+    var settings = try EvaluationSettings(eval: config.eval, patchSize: model.patchSize,
+                                          batchSize: max(1, config.eval.batchSize), seed: config.seed, keepMaps: keepMaps)
+    settings.attacks = try attack.attacks(config: config)
+    var result = try Evaluator(detector: model, settings: settings)
+        .evaluate(samples, category: config.data.category, log: run.log)
+    result.report.detector = ckpt
+    let files = try result.writeReports(to: run.path)
+    run.log("wrote " + files.joined(separator: ", "))
+    return (result, samples, run)
+}
+
 func defaultCheckpoint(_ given: String?, output: String?) throws -> String {
     if let given { return given }
     if let output { return (output as NSString).appendingPathComponent("checkpoint.safetensors") }
@@ -112,19 +131,10 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let config = try job.loadConfig()
-            let ckpt = try defaultCheckpoint(checkpoint, output: job.output)
-            let run = try job.openRun(command: "evaluate", config: config)
-            let (model, samples) = try loadForEvaluation(config: config, checkpoint: ckpt, run: run)
-            var settings = try EvaluationSettings(eval: config.eval, patchSize: model.patchSize,
-                                                  batchSize: max(1, config.eval.batchSize), seed: config.seed, keepMaps: false)
-            settings.attacks = try attack.attacks(config: config)
-            var result = try Evaluator(detector: model, settings: settings)
-                .evaluate(samples, category: config.data.category, log: run.log)
-            result.report.detector = ckpt
-            let files = try result.writeReports(to: run.path)
+            let (result, _, run) = try evaluateJob(command: "evaluate", job: job, attack: attack,
+                                                   checkpoint: checkpoint, keepMaps: false)
             print(result.report.table())
-            run.log("wrote " + files.joined(separator: ", "))
+            run.log("metrics: \(run.file("metrics.md"))")
         }
     }
 }
@@ -145,22 +155,12 @@ struct Heatmaps: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let config = try job.loadConfig()
-            let ckpt = try defaultCheckpoint(checkpoint, output: job.output)
-            let run = try job.openRun(command: "heatmaps", config: config)
-            let (model, samples) = try loadForEvaluation(config: config, checkpoint: ckpt, run: run)
-            var settings = try EvaluationSettings(eval: config.eval, patchSize: model.patchSize,
-                                                  batchSize: max(1, config.eval.batchSize), seed: config.seed, keepMaps: true)
-            settings.attacks = try attack.attacks(config: config)
-            var result = try Evaluator(detector: model, settings: settings)
-                .evaluate(samples, category: config.data.category, log: run.log)
-            result.report.detector = ckpt
+            let (result, samples, run) = try evaluateJob(command: "heatmaps", job: job, attack: attack,
+                                                         checkpoint: checkpoint, keepMaps: true)
             let dir = heatmapDir ?? run.file("heatmaps")
             let options = HeatmapOptions(normalization: percentiles ? .percentiles(lower: 1, upper: 99) : .minMax)
             let summary = try HeatmapWriter(options: options).write(result, samples: samples, to: dir)
-            let files = try result.writeReports(to: run.path)
             print(result.report.table())
-            run.log("wrote " + files.joined(separator: ", "))
             run.log("heat maps: \(summary.indexPath) (\(samples.count) images)")
         }
     }

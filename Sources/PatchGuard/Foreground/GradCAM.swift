@@ -73,17 +73,8 @@ public enum GradCAM {
     /// Indices of the `k` largest of `count` values, largest first; ties keep the lower index first.
     @inlinable
     public static func topIndices<T: NNScalar>(_ values: UnsafePointer<T>, count: Int, k: Int) -> [Int] {
-        var best: [Int] = []
-        best.reserveCapacity(k + 1)
-        for i in 0..<count {
-            let v = values[i]
-            if best.count == k, !(v > values[best[k - 1]]) { continue }
-            var pos = best.count
-            while pos > 0, v > values[best[pos - 1]] { pos -= 1 }
-            best.insert(i, at: pos)
-            if best.count > k { best.removeLast() }
-        }
-        return best
+        // `k` is validated against the class count by the caller; the shared kernel only throws outside 1...count.
+        (try? topKIndices(UnsafeBufferPointer(start: values, count: count), k: min(max(k, 1), count))) ?? []
     }
 
     /// Channel weights `w[b, c] = (1/Np) Σ_p dTokens[b, p, c]` (Grad-CAM's global-average-pooled gradient).

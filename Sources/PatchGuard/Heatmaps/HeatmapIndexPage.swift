@@ -124,18 +124,5 @@ struct HeatmapIndexPage {
             .joined(separator: ", ")
     }
 
-    func esc(_ s: String) -> String {
-        var out = ""
-        for ch in s {
-            switch ch {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default: out.append(ch)
-            }
-        }
-        return out
-    }
+    func esc(_ s: String) -> String { xmlEscape(s) }
 }

@@ -73,7 +73,8 @@ public func rocSVG(curves: [(name: String, fpr: [Double], tpr: [Double], auc: Do
 
 private func fmt(_ v: Double) -> String { String(format: "%.2f", v) }
 
-private func xmlEscape(_ s: String) -> String {
+/// Escapes text for XML and HTML (`&`, `<`, `>`, quotes).
+func xmlEscape(_ s: String) -> String {
     var out = ""
     for ch in s {
         switch ch {

@@ -63,7 +63,7 @@ public struct ScoreMap: Sendable, Equatable {
 ///
 /// The gradient of ``topKMean(_:k:)`` is `1/k` at these indices and 0 elsewhere (what an attack on the image score
 /// back-propagates). Throws when `k` is not in `1...values.count`.
-public func topKIndices(_ values: UnsafeBufferPointer<Float>, k: Int) throws -> [Int] {
+public func topKIndices<T: Comparable>(_ values: UnsafeBufferPointer<T>, k: Int) throws -> [Int] {
     guard k >= 1, k <= values.count else {
         throw PatchGuardError.invalidArgument("top-k: k = \(k) with \(values.count) values")
     }
