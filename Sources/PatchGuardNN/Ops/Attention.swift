@@ -1,3 +1,4 @@
+import Foundation
 import PatchGuardCore
 
 /// Multi-head self-attention core on a fused `qkv` projection (timm `Attention` without its two Linears):
@@ -11,8 +12,10 @@ import PatchGuardCore
 ///
 /// The cache is the probabilities `probs` (B, NH, N, N), which callers may read (attention maps, regularisers).
 /// Backward accepts an extra `dProbs` (gradient of a loss on the probabilities themselves) and *adds* into
-/// `dQKV`. All products are `matmul`/`gemm` calls issued serially (one per batch item and head, with strided
-/// operands, no copies); the softmax runs on `parallelFor`.
+/// `dQKV`. Work is split over (image, head) pairs on ``SingleThreadedBLAS/parallelFor(_:_:)``: each worker runs
+/// its pair's whole chain (score GEMM, softmax rows, value GEMM; strided operands, no copies) with OpenBLAS at one
+/// thread, so the score matrix stays in cache and the many small GEMMs pay no thread hand-off. Pairs write
+/// disjoint slices, so results do not depend on the split.
 public enum Attention {
     /// - Parameters:
     ///   - out: (B, N, C)
@@ -24,26 +27,17 @@ public enum Attention {
                                             heads NH: Int) {
         let hs = C / NH, c3 = 3 * C
         let scale = 1 / T(hs).squareRoot()
-        for b in 0..<B {
-            for h in 0..<NH {
-                let q = qkv + b * N * c3 + h * hs, k = q + C
-                let p = probs + (b * NH + h) * N * N
-                // p (N, N) = scale · q (N, HS; ld 3C) · kᵀ
-                T.gemm(transA: false, transB: true, m: N, n: N, k: hs, alpha: scale, a: q, lda: c3, b: k, ldb: c3,
-                       beta: 0, c: p, ldc: N)
-            }
-        }
-        parallelFor(B * NH * N, minChunk: 8) { r in
-            Softmax.forwardRow(probs + r * N, probs + r * N, length: N, scale: 1)
-        }
-        for b in 0..<B {
-            for h in 0..<NH {
-                let v = qkv + b * N * c3 + 2 * C + h * hs
-                let p = probs + (b * NH + h) * N * N
-                // out_h (N, HS; ld C) = p (N, N) · v (N, HS; ld 3C)
-                T.gemm(transA: false, transB: false, m: N, n: hs, k: N, alpha: 1, a: p, lda: N, b: v, ldb: c3,
-                       beta: 0, c: out + b * N * C + h * hs, ldc: C)
-            }
+        SingleThreadedBLAS.parallelFor(B * NH) { bh in
+            let b = bh / NH, h = bh % NH
+            let q = qkv + b * N * c3 + h * hs, k = q + C, v = q + 2 * C
+            let p = probs + bh * N * N
+            // p (N, N) = scale · q (N, HS; ld 3C) · kᵀ
+            T.gemm(transA: false, transB: true, m: N, n: N, k: hs, alpha: scale, a: q, lda: c3, b: k, ldb: c3,
+                   beta: 0, c: p, ldc: N)
+            for i in 0..<N { Softmax.forwardRow(p + i * N, p + i * N, length: N, scale: 1) }
+            // out_h (N, HS; ld C) = p (N, N) · v (N, HS; ld 3C)
+            T.gemm(transA: false, transB: false, m: N, n: hs, k: N, alpha: 1, a: p, lda: N, b: v, ldb: c3,
+                   beta: 0, c: out + b * N * C + h * hs, ldc: C)
         }
     }
 
@@ -64,38 +58,30 @@ public enum Attention {
                                              batch B: Int, tokens N: Int, channels C: Int, heads NH: Int) {
         let hs = C / NH, c3 = 3 * C
         let scale = 1 / T(hs).squareRoot()
-        if let dProbsIn { dScores.update(from: dProbsIn, count: B * NH * N * N) }
-        for b in 0..<B {
-            for h in 0..<NH {
-                let v = qkv + b * N * c3 + 2 * C + h * hs, dv = dQKV + b * N * c3 + 2 * C + h * hs
-                let dO = dOut + b * N * C + h * hs
-                let p = probs + (b * NH + h) * N * N, dp = dScores + (b * NH + h) * N * N
-                // dP (N, N) (+)= dOut_h (N, HS; ld C) · vᵀ
-                T.gemm(transA: false, transB: true, m: N, n: N, k: hs, alpha: 1, a: dO, lda: C, b: v, ldb: c3,
-                       beta: dProbsIn == nil ? 0 : 1, c: dp, ldc: N)
-                // dV (N, HS; ld 3C) += Pᵀ · dOut_h
-                T.gemm(transA: true, transB: false, m: N, n: hs, k: N, alpha: 1, a: p, lda: N, b: dO, ldb: C,
-                       beta: 1, c: dv, ldc: c3)
+        SingleThreadedBLAS.parallelFor(B * NH) { bh in
+            let b = bh / NH, h = bh % NH
+            let q = qkv + b * N * c3 + h * hs, k = q + C, v = q + 2 * C
+            let dq = dQKV + b * N * c3 + h * hs, dk = dq + C, dv = dq + 2 * C
+            let dO = dOut + b * N * C + h * hs
+            let p = probs + bh * N * N, dp = dScores + bh * N * N
+            if let dProbsIn { dp.update(from: dProbsIn + bh * N * N, count: N * N) }
+            // dP (N, N) (+)= dOut_h (N, HS; ld C) · vᵀ
+            T.gemm(transA: false, transB: true, m: N, n: N, k: hs, alpha: 1, a: dO, lda: C, b: v, ldb: c3,
+                   beta: dProbsIn == nil ? 0 : 1, c: dp, ldc: N)
+            // dV (N, HS; ld 3C) += Pᵀ · dOut_h
+            T.gemm(transA: true, transB: false, m: N, n: hs, k: N, alpha: 1, a: p, lda: N, b: dO, ldb: C,
+                   beta: 1, c: dv, ldc: c3)
+            for i in 0..<N {
+                let pr = p + i * N, dr = dp + i * N
+                let dot = Softmax.dot(pr, UnsafePointer(dr), N)
+                for j in 0..<N { dr[j] = scale * pr[j] * (dr[j] - dot) }
             }
-        }
-        parallelFor(B * NH * N, minChunk: 8) { r in
-            let pr = probs + r * N, dr = dScores + r * N
-            var dot: T = 0
-            for j in 0..<N { dot += pr[j] * dr[j] }
-            for j in 0..<N { dr[j] = scale * pr[j] * (dr[j] - dot) }
-        }
-        for b in 0..<B {
-            for h in 0..<NH {
-                let q = qkv + b * N * c3 + h * hs, k = q + C
-                let dq = dQKV + b * N * c3 + h * hs, dk = dq + C
-                let ds = dScores + (b * NH + h) * N * N
-                // dQ (N, HS; ld 3C) += dS · K
-                T.gemm(transA: false, transB: false, m: N, n: hs, k: N, alpha: 1, a: ds, lda: N, b: k, ldb: c3,
-                       beta: 1, c: dq, ldc: c3)
-                // dK (N, HS; ld 3C) += dSᵀ · Q
-                T.gemm(transA: true, transB: false, m: N, n: hs, k: N, alpha: 1, a: ds, lda: N, b: q, ldb: c3,
-                       beta: 1, c: dk, ldc: c3)
-            }
+            // dQ (N, HS; ld 3C) += dS · K
+            T.gemm(transA: false, transB: false, m: N, n: hs, k: N, alpha: 1, a: dp, lda: N, b: k, ldb: c3,
+                   beta: 1, c: dq, ldc: c3)
+            // dK (N, HS; ld 3C) += dSᵀ · Q
+            T.gemm(transA: true, transB: false, m: N, n: hs, k: N, alpha: 1, a: dp, lda: N, b: q, ldb: c3,
+                   beta: 1, c: dk, ldc: c3)
         }
     }
 
@@ -123,5 +109,41 @@ public enum Attention {
                 }
             }
         }
+    }
+}
+
+/// Runs small independent GEMM chains in parallel: `body(i)` for `i` in `0..<count` on ``parallelFor(_:minChunk:_:)``
+/// workers, each calling BLAS itself, with OpenBLAS switched to one thread for the duration (the exception to the
+/// rule in ``Parallel``: the machine stays at `Parallel.threads` busy threads). The previous OpenBLAS thread count
+/// is restored when the last concurrent caller leaves (callers may overlap, e.g. concurrent tests).
+public enum SingleThreadedBLAS {
+    @usableFromInline static let lock = NSLock()
+    @usableFromInline nonisolated(unsafe) static var depth = 0
+    @usableFromInline nonisolated(unsafe) static var saved = 1
+
+    @inlinable
+    public static func parallelFor(_ count: Int, _ body: (Int) -> Void) {
+        guard Parallel.threads > 1, count > 1 else {
+            for i in 0..<count { body(i) }
+            return
+        }
+        enter()
+        defer { leave() }
+        PatchGuardCore.parallelFor(count, body)
+    }
+
+    @usableFromInline static func enter() {
+        lock.lock(); defer { lock.unlock() }
+        if depth == 0 {
+            saved = OpenBLAS.threadCount
+            OpenBLAS.setThreads(1)
+        }
+        depth += 1
+    }
+
+    @usableFromInline static func leave() {
+        lock.lock(); defer { lock.unlock() }
+        depth -= 1
+        if depth == 0 { OpenBLAS.setThreads(saved) }
     }
 }
