@@ -118,22 +118,10 @@ public struct ViTConfig: Codable, Equatable, Sendable {
         case "vit_base_patch16_224":
             return ViTConfig(imageSize: imageSize, patchSize: 16, dim: 768, depth: 12, heads: 12)
         default:
-            let hint = presetNames.min { editDistance($0, name) < editDistance($1, name) } ?? ""
+            let hint = presetNames.min { levenshtein($0, name) < levenshtein($1, name) } ?? ""
             throw PatchGuardError.config("unknown ViT architecture '\(name)' (did you mean '\(hint)'? known: "
                                          + presetNames.joined(separator: ", ") + ")")
         }
     }
 }
 
-func editDistance(_ a: String, _ b: String) -> Int {
-    let a = Array(a), b = Array(b)
-    var prev = Array(0...b.count)
-    for i in 1...max(a.count, 1) where !a.isEmpty {
-        var cur = [i] + Array(repeating: 0, count: b.count)
-        for j in 1...max(b.count, 1) where !b.isEmpty {
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-        }
-        prev = cur
-    }
-    return prev[b.count]
-}
