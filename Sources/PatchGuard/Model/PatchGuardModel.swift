@@ -167,36 +167,34 @@ public final class PatchGuardModel<T: NNScalar> {
 /// The detector protocol (Float: what training, attacks and evaluation run on).
 extension PatchGuardModel: PatchDetector where T == Float {
     public func patchLogits(_ images: UnsafePointer<Float>, batch: Int) -> [Float] {
-        var out = [Float](); out.reserveCapacity(batch * numPatches)
-        var noDropout = SeededRNG(seed: 0)
-        let stride = 3 * imageSize * imageSize
-        var start = 0
-        while start < batch {
-            let B = min(maxBatch, batch - start)
-            let feats = backboneForward(images + start * stride, batch: B, attention: false)
-            let logits = discriminator.forward(features: feats, batch: B, training: false, using: &noDropout)
-            out += UnsafeBufferPointer(start: logits, count: B * numPatches)
-            start += B
-        }
-        return out
+        evaluationPass(images, batch: batch, upstream: nil, dImages: nil)
     }
 
     public func inputGradient(_ images: UnsafePointer<Float>, batch: Int, dLogits upstream: UnsafePointer<Float>,
                               dImages: UnsafeMutablePointer<Float>) -> [Float] {
+        dImages.update(repeating: 0, count: batch * 3 * imageSize * imageSize)
+        return evaluationPass(images, batch: batch, upstream: upstream, dImages: dImages)
+    }
+
+    /// Evaluation-mode forward over chunks of ≤ maxBatch images; with `upstream`, also the input-only backward
+    /// of each chunk into `dImages`. Returns the logits (batch, Np).
+    func evaluationPass(_ images: UnsafePointer<Float>, batch: Int, upstream: UnsafePointer<Float>?,
+                        dImages: UnsafeMutablePointer<Float>?) -> [Float] {
         var out = [Float](); out.reserveCapacity(batch * numPatches)
         var noDropout = SeededRNG(seed: 0)
         let stride = 3 * imageSize * imageSize
-        dImages.update(repeating: 0, count: batch * stride)
         var start = 0
         while start < batch {
             let B = min(maxBatch, batch - start)
             let feats = backboneForward(images + start * stride, batch: B, attention: false)
             let logits = discriminator.forward(features: feats, batch: B, training: false, using: &noDropout)
             out += UnsafeBufferPointer(start: logits, count: B * numPatches)
-            dFeatures.data.update(repeating: 0, count: B * numPatches * dim * featureLayers.count)
-            discriminator.backward(dLogits: upstream + start * numPatches, dFeatures: dFeatures.data,
-                                   computeParameterGradients: false)
-            backboneBackward(batch: B, dAttention: [:], parameters: false, dImage: dImages + start * stride)
+            if let upstream, let dImages {
+                dFeatures.data.update(repeating: 0, count: B * numPatches * dim * featureLayers.count)
+                discriminator.backward(dLogits: upstream + start * numPatches, dFeatures: dFeatures.data,
+                                       computeParameterGradients: false)
+                backboneBackward(batch: B, dAttention: [:], parameters: false, dImage: dImages + start * stride)
+            }
             start += B
         }
         return out
