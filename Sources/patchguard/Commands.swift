@@ -168,16 +168,20 @@ struct Heatmaps: ParsableCommand {
 
 struct Foreground: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Compute Grad-CAM foreground masks for the training images and write them as PNGs.",
+        abstract: "Compute foreground masks for the training images and write them as PNGs.",
         discussion: """
-        Needs an ImageNet classifier ViT in safetensors (timm names incl. head.weight/head.bias) in foreground.weights
-        and its preset in foreground.arch. Writes CATEGORY/train/foreground_mask/<stem>.png (training uses them).
+        foreground.method = "gradcam" (the paper's way) needs an ImageNet classifier ViT in safetensors (timm names
+        incl. head.weight/head.bias) in foreground.weights and its preset in foreground.arch.
+        foreground.method = "border" (the default) needs no classifier: the object is what differs from the image
+        border in colour or texture (one object on a plain background). Training computes border masks itself when
+        none are on disk, so this command is for looking at them (--preview) or for Grad-CAM.
+        Writes CATEGORY/train/foreground_mask/<stem>.png (training uses them) or --mask-dir.
         Texture categories (data.category_type = "texture") need no masks.
         """)
     @OptionGroup var job: JobOptions
     @Flag(help: "Recompute masks that already exist.") var force = false
-    @Option(name: .customLong("mask-dir"), help: "Write masks here instead of CATEGORY/train/foreground_mask.") var maskDir: String?
-    @Option(help: ArgumentHelp("Also write image | Grad-CAM | mask triples here.", valueName: "dir")) var preview: String?
+    @Option(name: .customLong("mask-dir"), help: "Write masks here instead of data.foreground_dir (default CATEGORY/train/foreground_mask).") var maskDir: String?
+    @Option(help: ArgumentHelp("Also write image | map (Grad-CAM or border contrast) | mask triples here.", valueName: "dir")) var preview: String?
 
     func run() throws {
         try runReportingErrors {
@@ -186,12 +190,14 @@ struct Foreground: ParsableCommand {
                 print("data.category_type is \"texture\": the whole image is foreground, no masks needed.")
                 return
             }
+            // Only the training list is needed here (the mask folder may not exist yet).
             let category = try MVTecCategory.scan(root: config.data.root, category: config.data.category)
             let run = try job.openRun(command: "foreground", config: config)
             var bar: ProgressBar?
+            let configured = config.data.foregroundDir.isEmpty ? nil : config.data.foregroundDir
             let summary = try computeForegroundMasks(category: category, config: config.foreground, force: force,
-                                                     outputDir: maskDir, previewDir: preview) { done, total in
-                if bar == nil { bar = ProgressBar("grad-cam", total: total, unit: "img") }
+                                                     outputDir: maskDir ?? configured, previewDir: preview) { done, total in
+                if bar == nil { bar = ProgressBar(config.foreground.method, total: total, unit: "img") }
                 bar?.advance(done - (bar?.done ?? 0))
             }
             for w in summary.warnings { run.log("warning: \(w)") }
@@ -202,17 +208,19 @@ struct Foreground: ParsableCommand {
 
 struct Synthesize: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write pseudo-anomalies (original | pseudo-anomaly | mask) as a PNG grid, to look at.")
+        abstract: "Write pseudo-anomalies (original | pseudo-anomaly | mask over the foreground) as a PNG grid, to look at.")
     @OptionGroup var job: JobOptions
     @Option(help: "Number of pseudo-anomalies to draw.") var count = 16
 
     func run() throws {
         try runReportingErrors {
             let config = try job.loadConfig()
-            let category = try MVTecCategory.scan(root: config.data.root, category: config.data.category)
+            let category = try config.data.scanCategory()
             let run = try job.openRun(command: "synthesize", config: config)
             let train = Array(category.train.prefix(max(1, count)))
-            let samples = try SampleLoader(imageSize: config.data.imageSize, cacheBudgetBytes: 0).load(train)
+            let samples = try preparingForegrounds(
+                try SampleLoader(imageSize: config.data.imageSize, cacheBudgetBytes: 0).load(train),
+                config: config, log: run.log)
             let picked = (0..<count).map { samples[$0 % samples.count] }
             let foregrounds: [Image]? = config.data.categoryType == "texture" ? nil : picked.map {
                 $0.foreground ?? Image(width: config.data.imageSize, height: config.data.imageSize, channels: 1, value: 1)
@@ -220,8 +228,16 @@ struct Synthesize: ParsableCommand {
             let results = try PseudoAnomalySynthesizer(config: config.synthesis)
                 .synthesizeBatch(images: picked.map(\.image), foregrounds: foregrounds, seed: config.seed, batchIndex: 0)
             let path = run.file("synthesis.png")
-            try writeSynthesisGrid(originals: picked.map(\.image), results: results.map(\.image), masks: results.map(\.mask), to: path)
-            run.log("wrote \(count) pseudo-anomalies: \(path)")
+            // The mask panel shows the pasted pixels in white over the foreground in gray.
+            let panels = results.enumerated().map { i, r -> Image in
+                guard let fg = foregrounds?[i] else { return r.mask }
+                var m = r.mask
+                for p in m.pixels.indices { m.pixels[p] = max(m.pixels[p], 0.3 * fg.pixels[p]) }
+                return m
+            }
+            try writeSynthesisGrid(originals: picked.map(\.image), results: results.map(\.image), masks: panels, to: path)
+            run.log("wrote \(count) pseudo-anomalies: \(path) (original | pseudo-anomaly | pasted mask in white" +
+                    (foregrounds == nil ? ")" : " over the foreground in gray)"))
         }
     }
 }

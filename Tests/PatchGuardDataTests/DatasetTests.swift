@@ -136,6 +136,19 @@ func datasetMessage(_ body: () throws -> Void, sourceLocation: SourceLocation = 
                              path: folder.file("widget/train/foreground_mask/042.png"))
         let message = datasetMessage { _ = try MVTecCategory.scan(root: folder.path, category: "widget") }
         #expect(message.contains("train/foreground_mask/042.png matches no training image"))
+
+        // Masks in another folder (a read-only dataset): used instead of train/foreground_mask; a missing folder
+        // is an error naming it, not a silent "no masks".
+        let elsewhere = folder.file("masks")
+        try fm.createDirectory(atPath: elsewhere, withIntermediateDirectories: true)
+        try ImageIO.writePNG(Image(width: 8, height: 8, channels: 1, value: 1), path: elsewhere + "/003.png")
+        let custom = try MVTecCategory.scan(root: folder.path, category: "widget", foregroundDirectory: elsewhere)
+        #expect(custom.train.map { $0.foregroundMaskPath != nil } == [false, false, false, true, false, false, false, false])
+        #expect(custom.train[3].foregroundMaskPath == elsewhere + "/003.png")
+        let missing = datasetMessage {
+            _ = try MVTecCategory.scan(root: folder.path, category: "widget", foregroundDirectory: folder.file("nope"))
+        }
+        #expect(missing.contains(folder.file("nope")) && missing.contains("does not exist"))
     }
 }
 

@@ -193,7 +193,7 @@ struct ForegroundMaskTests {
 
     @Test func configDecodesSnakeCaseAndValidates() throws {
         let json = """
-        {"arch": "vit_tiny_patch16_224", "weights": "/x.safetensors", "layer": 11, "target": "topk",
+        {"method": "gradcam", "border_width": 0.1, "arch": "vit_tiny_patch16_224", "weights": "/x.safetensors", "layer": 11, "target": "topk",
          "class_index": 3, "top_k": 2, "threshold": "quantile", "quantile": 0.4, "dilation": 2,
          "min_component": 50, "largest_component": false}
         """
@@ -207,10 +207,11 @@ struct ForegroundMaskTests {
         let d = ForegroundConfig()
         let encoded = try JSONEncoder().encode(d)
         let keys = try #require(try JSONSerialization.jsonObject(with: encoded) as? [String: Any]).keys
-        #expect(Set(keys) == ["arch", "weights", "layer", "target", "class_index", "top_k", "threshold", "quantile",
+        #expect(Set(keys) == ["method", "border_width", "arch", "weights", "layer", "target", "class_index", "top_k", "threshold", "quantile",
                               "dilation", "min_component", "largest_component"])
         #expect(try JSONDecoder().decode(ForegroundConfig.self, from: encoded) == d)
         #expect(try d.gradCAMTarget == .top1 && d.threshold == "otsu" && d.largestComponent)
+        #expect(d.method == "border" && c.method == "gradcam" && c.borderWidth == 0.1)
 
         func message(_ edit: (inout ForegroundConfig) -> Void) -> String {
             var c = ForegroundConfig()
@@ -218,6 +219,10 @@ struct ForegroundMaskTests {
             do { try c.validate(); return "" } catch { return "\(error)" }
         }
         #expect(message { $0.target = "top-1" }.contains("foreground.target"))
+        #expect(message { $0.method = "grad-cam" }.contains("foreground.method"))
+        #expect(message { $0.borderWidth = 0.5 }.contains("foreground.border_width"))
+        // A classifier with the border method is a contradiction, not silently ignored.
+        #expect(message { $0.weights = "/x.safetensors" }.contains("foreground.method"))
         #expect(message { $0.threshold = "otsu2" }.contains("foreground.threshold"))
         #expect(message { $0.quantile = 1 }.contains("foreground.quantile"))
         #expect(message { $0.topK = 0 }.contains("foreground.top_k"))
@@ -242,11 +247,14 @@ struct ForegroundMaskTests {
                                                           counts: GeneratedCounts(trainGood: 3, testGood: 1,
                                                                                   testDefective: 1),
                                                           categories: [.widget]).first)
+        var gradcam = ForegroundConfig()
+        gradcam.method = "gradcam"
         do {
-            _ = try computeForegroundMasks(category: cat, config: ForegroundConfig())
+            _ = try computeForegroundMasks(category: cat, config: gradcam)
             Issue.record("expected an error without foreground.weights")
         } catch let PatchGuardError.config(m) {
             #expect(m.contains("foreground.weights") && m.contains("texture") && m.contains("data.category_type"))
+            #expect(m.contains("\"border\""))
         }
         #expect(!FileManager.default.fileExists(atPath: cat.directory + "/train/foreground_mask"))
     }
@@ -266,6 +274,7 @@ struct ForegroundMaskTests {
         try model.saveWeights(to: weights)
 
         var config = ForegroundConfig()
+        config.method = "gradcam"
         config.arch = "vit_cpu_tiny"
         config.weights = weights
         let loaded = try ForegroundClassifier.load(config: config, maxBatch: 2)

@@ -1,5 +1,6 @@
 import Foundation
 import PatchGuardCore
+import PatchGuardData
 
 /// A job: everything `train`, `evaluate`, `heatmaps`, `foreground` and `synthesize` need, in one JSON file with
 /// snake_case keys. Defaults live here and only here (the property initialisers); a config file states only what
@@ -30,9 +31,18 @@ public struct DataConfig: Codable, Equatable, Sendable {
     public var categoryType = "object"
     /// Decoded images are kept in memory up to this many MiB.
     public var cacheMB = 2048
+    /// Folder of the foreground masks (`<stem>.png` per training image); empty = `CATEGORY/train/foreground_mask`.
+    /// For datasets you cannot write to: `patchguard foreground` writes there and training reads from there.
+    public var foregroundDir = ""
 
     enum CodingKeys: String, CodingKey {
         case root, category, imageSize = "image_size", categoryType = "category_type", cacheMB = "cache_mb"
+        case foregroundDir = "foreground_dir"
+    }
+
+    /// Scans the configured category (with the configured foreground folder).
+    public func scanCategory() throws -> MVTecCategory {
+        try MVTecCategory.scan(root: root, category: category, foregroundDirectory: foregroundDir)
     }
 }
 

@@ -11,7 +11,10 @@ import PatchGuardNN
 public enum ForegroundClassifier {
     /// The message for object categories without a classifier (the CLI prints it as is).
     public static let missingWeightsMessage = """
-        foreground masks need a classifier, but foreground.weights is empty. Choose one:
+        Grad-CAM foreground masks (foreground.method = "gradcam") need a classifier, but foreground.weights is \
+        empty. Choose one:
+          • set foreground.method to "border": masks from contrast with the image border, no classifier (one \
+        object on a plain background, as in MVTec AD);
           • supply a ViT classifier checkpoint (safetensors, timm names, head included), e.g. an ImageNet \
         vit_small_patch16_224 exported with timm's `save_file(model.state_dict(), path)`: set foreground.weights to \
         its path and foreground.arch to its preset;

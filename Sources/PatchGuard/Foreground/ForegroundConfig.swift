@@ -1,10 +1,11 @@
 import PatchGuardCore
 
-/// Settings of the Grad-CAM foreground masks (DESIGN.md §2 "Foreground masks"), embedded in the job config under
-/// `foreground`. snake_case JSON keys; every default lives in a property initialiser below.
+/// Settings of the foreground masks (DESIGN.md §2 "Foreground masks"): Grad-CAM of a classifier (the paper) or,
+/// without one, contrast with the image border. Embedded in the job config under `foreground`. snake_case JSON keys; every default lives in a property initialiser below.
 ///
 /// ```json
 /// "foreground": {
+///   "method": "gradcam", "border_width": 0.05,
 ///   "arch": "vit_small_patch16_224", "weights": "/models/vit_small_patch16_224.safetensors",
 ///   "layer": 0, "target": "top1", "class_index": 0, "top_k": 5,
 ///   "threshold": "otsu", "quantile": 0.5, "dilation": 0, "min_component": 0, "largest_component": true
@@ -12,10 +13,18 @@ import PatchGuardCore
 /// ```
 /// The classifier is a ViT preset (`arch`) with a head on its final-normed class token, loaded from a safetensors
 /// checkpoint with timm names (`weights`; the class count comes from `head.weight`, the input size from
-/// `pos_embed`). Without weights the masks cannot be computed: ``ForegroundMaskJob`` throws
-/// ``PatchGuardError/config(_:)`` explaining the two ways out (supply `foreground.weights`, or declare the
-/// category a texture with `data.category_type = "texture"`), and never writes all-ones masks silently.
+/// `pos_embed`). With `method = "gradcam"` and no weights the masks cannot be computed: ``ForegroundMaskJob``
+/// throws ``PatchGuardError/config(_:)`` explaining the ways out (the `"border"` method, `foreground.weights`, or
+/// `data.category_type = "texture"`), and never writes all-ones masks silently. The default is `"border"`: it
+/// needs nothing beyond the images, so training an object category works out of the box; Grad-CAM masks written
+/// by `patchguard foreground` take precedence whenever they exist.
 public struct ForegroundConfig: Codable, Equatable, Sendable {
+    /// How masks are found: `"gradcam"` (the paper's way: Grad-CAM of an ImageNet classifier, `weights` required)
+    /// or `"border"` (no classifier: what differs from the image border in colour or texture, for one object on a
+    /// plain background; see `borderContrastMap`). With `"border"`, training computes missing masks itself.
+    public var method = "border"
+    /// `"border"` only: width of the border band that defines the background, as a fraction of the shorter side.
+    public var borderWidth = 0.05
     /// ViT preset of the classifier (a name of `ViTConfig.presetNames`).
     public var arch = "vit_small_patch16_224"
     /// Safetensors checkpoint of the classifier with timm names, head included (`head.weight`, `head.bias`).
@@ -46,7 +55,7 @@ public struct ForegroundConfig: Codable, Equatable, Sendable {
     public init() {}
 
     enum CodingKeys: String, CodingKey {
-        case arch, weights, layer, target, classIndex = "class_index", topK = "top_k", threshold, quantile
+        case method, borderWidth = "border_width", arch, weights, layer, target, classIndex = "class_index", topK = "top_k", threshold, quantile
         case dilation, minComponent = "min_component", largestComponent = "largest_component"
     }
 
@@ -77,6 +86,11 @@ public struct ForegroundConfig: Codable, Equatable, Sendable {
         }
     }
 
+    /// The border-contrast settings (`method = "border"`).
+    public var borderOptions: BorderContrastOptions {
+        BorderContrastOptions(borderFraction: borderWidth, dilation: dilation)
+    }
+
     /// The mask post-processing settings.
     public var maskOptions: ForegroundMaskOptions {
         get throws {
@@ -89,6 +103,16 @@ public struct ForegroundConfig: Codable, Equatable, Sendable {
     /// its depth, class index within its classes) happen when the model is loaded.
     public func validate() throws {
         func fail(_ key: String, _ why: String) -> PatchGuardError { .config("foreground.\(key): \(why)") }
+        guard ["gradcam", "border"].contains(method) else {
+            throw fail("method", "unknown method \"\(method)\" (choose \"gradcam\" or \"border\")")
+        }
+        if method == "border" && !weights.isEmpty {
+            throw fail("method", "foreground.weights is set but the method is \"border\", which uses no classifier; "
+                       + "set foreground.method to \"gradcam\" to use it")
+        }
+        guard borderWidth.isFinite, borderWidth > 0, borderWidth < 0.5 else {
+            throw fail("border_width", "must be in (0, 0.5), found \(borderWidth)")
+        }
         _ = try gradCAMTarget
         _ = try thresholdRule
         guard layer >= 0 else {

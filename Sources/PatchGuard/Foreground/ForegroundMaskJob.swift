@@ -102,6 +102,51 @@ public func computeForegroundMasks(category: MVTecCategory, config: ForegroundCo
     var summary = ForegroundMaskSummary(outputDirectory: outDir, written: 0, skipped: category.train.count - pending.count,
                                         warnings: [], meanForegroundFraction: 0, previewDirectory: previewDir)
     if pending.isEmpty { return summary }
+    func createFolders() throws {
+        for dir in [outDir] + (previewDir.map { [$0] } ?? []) {
+            do { try fm.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
+                throw PatchGuardError.io(path: dir, reason: "cannot create the folder (\(error.localizedDescription))")
+            }
+        }
+    }
+    var fractionSum = 0.0
+    /// Writes one computed mask (and its preview) and counts it.
+    func record(_ stem: String, image: Image, mask: Image, heatMap: [Float], warning: String?) throws {
+        try ImageIO.writePNG(mask, path: joinPath(outDir, "\(stem).png"))
+        if let previewDir {
+            try ImageIO.writePNG(foregroundPreview(image: image, heatMap: heatMap, mask: mask),
+                                 path: joinPath(previewDir, "\(stem).png"))
+        }
+        if let w = warning { summary.warnings.append("\(stem): \(w)") }
+        fractionSum += Double(mask.pixels.reduce(0, +)) / Double(mask.pixels.count)
+        summary.written += 1
+    }
+    if config.method == "border" {
+        let chunkSize = 8
+        try createFolders()
+        progress(0, pending.count)
+        var start = 0
+        while start < pending.count {
+            let chunk = Array(pending[start..<min(pending.count, start + chunkSize)])
+            var results = [Result<(Image, ForegroundMaskResult), Error>?](repeating: nil, count: chunk.count)
+            results.withUnsafeMutableBufferPointer { out in
+                parallelFor(chunk.count) { i in
+                    out[i] = Result {
+                        let image = try ImageIO.read(path: chunk[i].imagePath)
+                        return (image, try borderContrastMask(image: image, options: config.borderOptions))
+                    }
+                }
+            }
+            for (i, r) in results.enumerated() {
+                let (image, out) = try r!.get()
+                try record(chunk[i].stem, image: image, mask: out.mask, heatMap: out.normalizedMap, warning: out.warning)
+            }
+            start += chunk.count
+            progress(start, pending.count)
+        }
+        summary.meanForegroundFraction = fractionSum / Double(max(1, summary.written))
+        return summary
+    }
     let model = try ForegroundClassifier.load(config: config, maxBatch: max(1, maxBatch))
     let target = try config.gradCAMTarget, options = try config.maskOptions
     _ = try GradCAM.resolveLayer(config.layer, depth: model.config.depth)
@@ -112,12 +157,7 @@ public func computeForegroundMasks(category: MVTecCategory, config: ForegroundCo
     if case let .topK(k) = target, k > model.config.numClasses {
         throw PatchGuardError.config("foreground.top_k \(k) exceeds the classifier's \(model.config.numClasses) classes")
     }
-    for dir in [outDir] + (previewDir.map { [$0] } ?? []) {
-        do { try fm.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-            throw PatchGuardError.io(path: dir, reason: "cannot create the folder (\(error.localizedDescription))")
-        }
-    }
-    var fractionSum = 0.0
+    try createFolders()
     var start = 0
     progress(0, pending.count)
     while start < pending.count {
@@ -136,15 +176,7 @@ public func computeForegroundMasks(category: MVTecCategory, config: ForegroundCo
         let outputs = try foregroundMasks(images: loaded, model: model, layer: config.layer, target: target,
                                           options: options)
         for (i, out) in outputs.enumerated() {
-            let stem = chunk[i].stem
-            try ImageIO.writePNG(out.mask, path: joinPath(outDir, "\(stem).png"))
-            if let previewDir {
-                try ImageIO.writePNG(foregroundPreview(image: loaded[i], heatMap: out.heatMap, mask: out.mask),
-                                     path: joinPath(previewDir, "\(stem).png"))
-            }
-            if let w = out.warning { summary.warnings.append("\(stem): \(w)") }
-            fractionSum += Double(out.mask.pixels.reduce(0, +)) / Double(out.mask.pixels.count)
-            summary.written += 1
+            try record(chunk[i].stem, image: loaded[i], mask: out.mask, heatMap: out.heatMap, warning: out.warning)
         }
         start += chunk.count
         progress(start, pending.count)

@@ -51,7 +51,7 @@ public final class Trainer {
 
     /// Loads the category's training images (with foreground masks where present).
     func loadTrainingSet() throws -> [LoadedSample] {
-        let category = try MVTecCategory.scan(root: config.data.root, category: config.data.category)
+        let category = try config.data.scanCategory()
         run.log("data: \(category.summary)")
         let loader = try SampleLoader(imageSize: config.data.imageSize, cacheBudgetBytes: config.data.cacheMB << 20)
         let start = Date()
@@ -59,12 +59,7 @@ public final class Trainer {
         let withMasks = samples.filter { $0.foreground != nil }.count
         run.log(String(format: "loaded %d training images at %d px in %.1f s (%d with foreground masks)",
                        samples.count, config.data.imageSize, Date().timeIntervalSince(start), withMasks))
-        if config.data.categoryType == "object" && withMasks < samples.count {
-            run.log("warning: \(samples.count - withMasks) training images have no foreground mask " +
-                    "(train/foreground_mask/<stem>.png); pseudo-anomalies may land anywhere on them. " +
-                    "Run `patchguard foreground` first, or set data.category_type to \"texture\".")
-        }
-        return samples
+        return try preparingForegrounds(samples, config: config, log: run.log)
     }
 
     public func train(resume: Bool = false) throws -> TrainSummary {

@@ -84,7 +84,9 @@ public struct MVTecCategory: Sendable, Equatable {
     }
 
     /// Scans `ROOT/CATEGORY` (see the type's documentation for the layout and the errors).
-    public static func scan(root: String, category: String) throws -> MVTecCategory {
+    /// - Parameter foregroundDirectory: where the foreground masks are, when not in `train/foreground_mask`
+    ///   (e.g. masks computed for a read-only dataset); `nil` or empty = the layout's folder.
+    public static func scan(root: String, category: String, foregroundDirectory: String? = nil) throws -> MVTecCategory {
         let dir = join(root, category)
         guard isDirectory(dir) else {
             var hint = ""
@@ -105,16 +107,21 @@ public struct MVTecCategory: Sendable, Equatable {
                                           + "\(trainDir)/ (e.g. train/good/000.png)")
         }
         var foreground: [String: String] = [:]
-        let fgDir = join(dir, "train", "foreground_mask")
+        let customFg = foregroundDirectory.map { !$0.isEmpty } ?? false
+        let fgDir = customFg ? foregroundDirectory! : join(dir, "train", "foreground_mask")
+        let fgName = customFg ? fgDir : "train/foreground_mask"
+        if customFg && !isDirectory(fgDir) {
+            problems.append("foreground mask folder \(fgDir) does not exist (expected <stem>.png per training image)")
+        }
         if isDirectory(fgDir) {
             let fgFiles = try imageFiles(in: fgDir)
-            problems += duplicateStems(fgFiles, folder: "train/foreground_mask")
+            problems += duplicateStems(fgFiles, folder: fgName)
             let trainStems = Set(trainFiles.map(\.stem))
             for f in fgFiles {
                 if trainStems.contains(f.stem) {
                     foreground[f.stem] = join(fgDir, f.name)
                 } else {
-                    problems.append("train/foreground_mask/\(f.name) matches no training image: expected "
+                    problems.append("\(fgName)/\(f.name) matches no training image: expected "
                                     + "train/good/\(f.stem).png")
                 }
             }
