@@ -12,7 +12,9 @@ struct Train: ParsableCommand {
         Each batch trains on clean normals, PGD-attacked normals, pseudo-anomalies and PGD-attacked pseudo-anomalies
         (train.adversarial, attack.train_steps, attack.epsilon). Writes config.json, log.txt, train_log.jsonl and
         checkpoint.safetensors (atomically, every train.checkpoint_every epochs and at the end) into the run directory.
-        Foreground masks are read from <category>/train/foreground_mask/<stem>.png when present (patchguard foreground).
+        Foreground masks (object categories) are read from <category>/train/foreground_mask/<stem>.png or
+        data.foreground_dir when present (patchguard foreground); missing ones are computed by border contrast when
+        foreground.method is "border" (the default).
         """)
     @OptionGroup var job: JobOptions
     @Option(help: ArgumentHelp("Continue the run in this directory from its last checkpoint (its config.json is used; --set may change e.g. train.epochs).",
@@ -39,7 +41,7 @@ struct Train: ParsableCommand {
             let run = try options.openRun(command: "train", config: config)
             let summary = try Trainer(config: config, run: run).train(resume: resume != nil)
             if let last = summary.epochs.last {
-                run.log(String(format: "done: %d epochs in %@, final loss %.4f (bce %.4f, reg %.4f)",
+                run.log(String(format: "done: %d epochs in %@, final loss %.4f (bce %.4f, reg %.3e)",
                                summary.epochs.count, ProgressBar.clock(summary.seconds), last.loss, last.bce, last.reg))
             }
             run.log("checkpoint: \(summary.checkpoint)")

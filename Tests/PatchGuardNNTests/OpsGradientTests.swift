@@ -125,6 +125,43 @@ struct OpsGradientTests {
         expectGradient("dQKV (output only)", of: qkv, analytic: dQKV2.added, loss: lossOut)
     }
 
+    /// Attention dropout (`nn.MultiheadAttention(dropout=p)`): values mixed by `P ⊙ mask`, `probs` undropped.
+    @Test(arguments: [true, false]) func attentionWithDropout(withProbsGradient: Bool) {
+        var rng = SeededRNG(seed: 15)
+        let qkv = randomTensor([B, N, 3 * C], &rng)
+        let out = Tensor<Double>(shape: [B, N, C]), probs = Tensor<Double>(shape: [B, NH, N, N])
+        let dropped = Tensor<Double>(shape: [B, NH, N, N]), mask = Tensor<Double>(shape: [B, NH, N, N])
+        Dropout.drawMask(mask.data, count: mask.count, p: 0.4, using: &rng)
+        #expect(mask.array.contains(0) && mask.array.contains(1 / 0.6))
+        let r = randomTensor([B, N, C], &rng), rP = randomTensor([B, NH, N, N], &rng)
+        func loss() -> Double {
+            Attention.forward(out.data, probs.data, qkv.data, batch: B, tokens: N, channels: C, heads: NH,
+                              dropMask: mask.data, dropped: dropped.data)
+            return weightedSum(r, out) + (withProbsGradient ? weightedSum(rP, probs) : 0)
+        }
+        _ = loss()
+        // Against the naive attention: the same probabilities; the output mixes v with P ⊙ mask.
+        let refOut = Tensor<Double>(shape: [B, N, C]), refP = Tensor<Double>(shape: [B, NH, N, N])
+        Attention.naiveForward(refOut.data, refP.data, qkv.data, batch: B, tokens: N, channels: C, heads: NH)
+        #expect(maxAbsDiff(probs.data, refP.data, count: probs.count) < 1e-12)
+        let hs = C / NH
+        var worst = 0.0
+        for b in 0..<B { for h in 0..<NH { for i in 0..<N { for d in 0..<hs {
+            var sum = 0.0
+            for j in 0..<N {
+                let pIdx = ((b * NH + h) * N + i) * N + j
+                sum += refP.data[pIdx] * mask.data[pIdx] * qkv.data[(b * N + j) * 3 * C + 2 * C + h * hs + d]
+            }
+            worst = max(worst, abs(sum - out.data[(b * N + i) * C + h * hs + d]))
+        }}}}
+        #expect(worst < 1e-12)
+        let dQKV = AccumulatingGrad([B, N, 3 * C], &rng), scratch = Tensor<Double>(shape: [B, NH, N, N])
+        Attention.backward(dQKV.grad.data, scratch.data, r.data, withProbsGradient ? rP.data : nil, qkv.data,
+                           probs.data, batch: B, tokens: N, channels: C, heads: NH,
+                           dropMask: mask.data, dropped: dropped.data)
+        expectGradient("dQKV (attention dropout)", of: qkv, analytic: dQKV.added, loss: loss)
+    }
+
     @Test(arguments: [true, false]) func residual(withGamma: Bool) {
         var rng = SeededRNG(seed: 6)
         let rows = B * N

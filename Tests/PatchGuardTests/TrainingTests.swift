@@ -63,6 +63,36 @@ import PatchGuardNN
         #expect(summary.epochs.map(\.loss) == resumed.epochs.map(\.loss))
     }
 
+    /// `train.clean_warmup_epochs`: those epochs are exactly clean training (same losses as `adversarial = false`),
+    /// the ones after are adversarial (different losses, logged), and a warm-up as long as the run is clean training.
+    @Test func cleanWarmupLeavesOutPGDForItsEpochsOnly() throws {
+        var clean = try Self.tinyJob()
+        clean.train.adversarial = false
+        let cleanRun = try Trainer(config: clean, run: try RunDirectory(path: Self.tempDir("clean"), command: "train")).train()
+        let adversarialRun = try Trainer(config: try Self.tinyJob(),
+                                         run: try RunDirectory(path: Self.tempDir("adv"), command: "train")).train()
+
+        var warm = try Self.tinyJob()
+        warm.train.cleanWarmupEpochs = 1
+        let warmDir = try RunDirectory(path: Self.tempDir("warm"), command: "train")
+        let warmRun = try Trainer(config: warm, run: warmDir).train()
+        #expect(warmRun.epochs[0].loss == cleanRun.epochs[0].loss)
+        #expect(warmRun.epochs[0].loss != adversarialRun.epochs[0].loss)
+        #expect(warmRun.epochs[1].loss != cleanRun.epochs[1].loss)
+        let log = try String(contentsOfFile: warmDir.file("log.txt"), encoding: .utf8)
+        #expect(log.contains("clean warm-up done after 1 epochs; adversarial training (PGD-2, ε = 8/255) from epoch 2"))
+
+        warm.train.cleanWarmupEpochs = 5
+        let allClean = try Trainer(config: warm, run: try RunDirectory(path: Self.tempDir("warm5"), command: "train"))
+        _ = try allClean.train()
+        let a = try tensors(allClean.checkpointPath)
+        let b = try tensors(cleanRun.checkpoint)
+        for (name, values) in a { #expect(values == b[name], "tensor \(name) differs from clean training") }
+
+        warm.train.cleanWarmupEpochs = -1
+        #expect(throws: PatchGuardError.self) { try warm.validate(source: "test") }
+    }
+
     @Test func nonFiniteLossStopsAndKeepsLastGoodCheckpoint() throws {
         var config = try Self.tinyJob()
         config.train.epochs = 1

@@ -77,6 +77,10 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var lrMinFactor = 0.0125
     /// Train on PGD-attacked normals and pseudo-anomalies as well as clean ones.
     public var adversarial = true
+    /// Epochs of clean training (normals and pseudo-anomalies, no PGD) before adversarial training starts; 0 (the
+    /// paper) = adversarial from the first epoch. A clean start lets a small budget learn the task before it is
+    /// made robust (see README, "Status"); the learning-rate schedule still spans all `epochs`.
+    public var cleanWarmupEpochs = 0
     public var checkpointEvery = 1
     /// Attention regulariser: 1-based layers and their weights (KL(uniform ‖ attention)).
     public var regLayers = [6, 9, 12]
@@ -84,7 +88,13 @@ public struct TrainConfig: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case epochs, batchSize = "batch_size", lr, weightDecay = "weight_decay", lrMinFactor = "lr_min_factor"
-        case adversarial, checkpointEvery = "checkpoint_every", regLayers = "reg_layers", regWeights = "reg_weights"
+        case adversarial, cleanWarmupEpochs = "clean_warmup_epochs", checkpointEvery = "checkpoint_every"
+        case regLayers = "reg_layers", regWeights = "reg_weights"
+    }
+
+    /// Whether epoch `epoch` (0-based) trains adversarially, given a usable attack.
+    public func isAdversarial(epoch: Int, attack: AttackConfig) -> Bool {
+        adversarial && attack.trainSteps > 0 && attack.epsilon > 0 && epoch >= cleanWarmupEpochs
     }
 }
 
@@ -172,6 +182,7 @@ extension JobConfig {
         }
         if train.epochs < 0 { throw fail("train.epochs must be ≥ 0") }
         if train.batchSize < 1 { throw fail("train.batch_size must be ≥ 1") }
+        if train.cleanWarmupEpochs < 0 { throw fail("train.clean_warmup_epochs must be ≥ 0") }
         if train.regLayers.count != train.regWeights.count {
             throw fail("train.reg_layers (\(train.regLayers.count)) and train.reg_weights (\(train.regWeights.count)) must have the same length")
         }

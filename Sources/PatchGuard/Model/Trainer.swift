@@ -31,6 +31,7 @@ public struct TrainSummary: Sendable {
 ///            + loss(x̃, m) + loss(PGD(x̃, m), m)                      pseudo-anomalies x̃ with patch labels m
 ///         one AdamW step on ViT + discriminator
 ///
+/// During the first `train.clean_warmup_epochs` epochs (default 0) the two PGD terms are left out.
 /// `loss` = per-patch BCE + attention KL regulariser. Gradients of the four passes accumulate (the same as one
 /// backward of their sum). PGD runs in evaluation mode (no dropout). Every random choice derives from
 /// (seed, epoch, batch), so a run resumed from an epoch checkpoint reaches the same weights as an uninterrupted
@@ -89,8 +90,6 @@ public final class Trainer {
                                        shuffle: true, dropLast: false)
         let attack = PGDAttack(epsilon: config.attack.epsilon, steps: config.attack.trainSteps,
                                alpha: config.attack.alpha, randomStart: config.attack.randomStart)
-        let adversarial = config.train.adversarial && attack.steps > 0 && attack.epsilon > 0
-        let passes = adversarial ? 4 : 2
         let S = config.data.imageSize
         var batchesDone = 0
 
@@ -98,6 +97,12 @@ public final class Trainer {
             let lr = cosineLearningRate(base: config.train.lr, minFactor: config.train.lrMinFactor,
                                         epoch: epoch, epochs: config.train.epochs)
             let batches = sampler.batches(epoch: epoch)
+            let adversarial = config.train.isAdversarial(epoch: epoch, attack: config.attack)
+            let passes = adversarial ? 4 : 2
+            if adversarial && epoch == config.train.cleanWarmupEpochs && epoch > 0 {
+                run.log("clean warm-up done after \(epoch) epochs; adversarial training (PGD-\(attack.steps), " +
+                        "ε = \(EvaluationReport.fractionOf255(config.attack.epsilon))) from epoch \(epoch + 1)")
+            }
             let bar = ProgressBar("epoch \(epoch + 1)/\(config.train.epochs)", total: samples.count * passes, unit: "img")
             var sumBCE = 0.0, sumReg = 0.0, seen = 0
             for (bi, indices) in batches.enumerated() {
@@ -156,7 +161,7 @@ public final class Trainer {
                                      reg: sumReg / Double(seen), lr: lr, seconds: seconds,
                                      imagesPerSecond: Double(seen * passes) / seconds)
             history.append(record)
-            run.log(String(format: "epoch %d/%d  loss %.4f (bce %.4f, reg %.4f)  lr %.2e  %.1f s  %.2f img/s",
+            run.log(String(format: "epoch %d/%d  loss %.4f (bce %.4f, reg %.3e)  lr %.2e  %.1f s  %.2f img/s",
                            record.epoch, config.train.epochs, record.loss, record.bce, record.reg, lr, seconds,
                            record.imagesPerSecond))
             let last = epoch + 1 == config.train.epochs

@@ -4,15 +4,18 @@ import PatchGuardCore
 ///
 ///     x₀ = features + pos                                   pos: learned, one vector per patch
 ///     for each block:  s = x + drop(MHA(x));  y = LN(s);  z = y + drop(fc2(drop(GELU(fc1(y)))))
+///                      (in training MHA mixes the values with drop(softmax(q·kᵀ/√HS)))
 ///     logits = z · wₒᵀ + bₒ                                 one logit per patch
 ///
 /// Post-norm blocks (LayerNorm ε = 1e-5, PyTorch's default), `nn.MultiheadAttention` layout (fused `in_proj`,
-/// `out_proj`), exact GELU, dropout `p` (0.2 in training) on the attention output, inside the MLP and after it.
-/// Deviation from PyTorch's `nn.MultiheadAttention(dropout=p)`: no dropout on the attention *weights* themselves.
+/// `out_proj`), exact GELU, dropout `p` (0.2 in training) on the attention weights (as `nn.MultiheadAttention(
+/// dropout=p)` does), on the attention output, inside the MLP and after it.
 ///
 /// Shape legend: `B` batch, `Np` patches, `C` feature channels, `H` MLP hidden, `NH` heads, `R = B·Np` rows.
 /// Parameter names follow the official PyTorch module (`discriminator.…`), so its state dict maps one to one.
 /// Backward *adds* into `grads` and into `dFeatures`; the caller zeroes gradients once per step.
+/// `forward`/`backward` are exported specialised for Float and Double: callers in other modules would otherwise run
+/// the unspecialised generic body, whose element-wise loops go through protocol witnesses.
 public final class AttentionDiscriminator<T: NNScalar> {
     public struct Config: Equatable, Sendable {
         public var dim: Int
@@ -35,9 +38,10 @@ public final class AttentionDiscriminator<T: NNScalar> {
 
     /// Activations of one block for `maxBatch` images (a smaller batch uses a prefix).
     final class BlockActs {
-        let qkv, attn, probs, proj, mask1, s, y, mean, rstd, h, g, maskH, gd, m, mask2, z: Tensor<T>
+        let qkv, attn, probs, maskP, dropped, proj, mask1, s, y, mean, rstd, h, g, maskH, gd, m, mask2, z: Tensor<T>
         init(r: Int, b: Int, np: Int, c: Int, hid: Int, nh: Int) {
             qkv = Tensor(shape: [r, 3 * c]); attn = Tensor(shape: [r, c]); probs = Tensor(shape: [b, nh, np, np])
+            maskP = Tensor(shape: [b, nh, np, np]); dropped = Tensor(shape: [b, nh, np, np])
             proj = Tensor(shape: [r, c]); mask1 = Tensor(shape: [r, c]); s = Tensor(shape: [r, c])
             y = Tensor(shape: [r, c]); mean = Tensor(shape: [r]); rstd = Tensor(shape: [r])
             h = Tensor(shape: [r, hid]); g = Tensor(shape: [r, hid]); maskH = Tensor(shape: [r, hid])
@@ -113,6 +117,8 @@ public final class AttentionDiscriminator<T: NNScalar> {
 
     /// Patch logits (B, Np) for features (B, Np, C). With `training`, dropout masks are drawn from `rng`.
     @discardableResult
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
     public func forward(features: UnsafePointer<T>, batch B: Int, training: Bool,
                         using rng: inout SeededRNG) -> UnsafeMutablePointer<T> {
         ensureCapacity(B)
@@ -125,10 +131,17 @@ public final class AttentionDiscriminator<T: NNScalar> {
             let p = "discriminator.transformer_encoder.\(l)."
             Linear.forward(a.qkv.data, x, params.pointer(p + "attn.in_proj_weight"), params.pointer(p + "attn.in_proj_bias"),
                            rows: R, inFeatures: C, outFeatures: 3 * C)
-            Attention.forward(a.attn.data, a.probs.data, a.qkv.data, batch: B, tokens: Np, channels: C, heads: c.heads)
+            let pDrop = training ? c.dropout : 0
+            if pDrop > 0 {
+                Dropout.drawMask(a.maskP.data, count: B * c.heads * Np * Np, p: pDrop, using: &rng)
+                Attention.forward(a.attn.data, a.probs.data, a.qkv.data, batch: B, tokens: Np, channels: C,
+                                  heads: c.heads, dropMask: a.maskP.data, dropped: a.dropped.data)
+            } else {
+                Attention.forward(a.attn.data, a.probs.data, a.qkv.data, batch: B, tokens: Np, channels: C,
+                                  heads: c.heads)
+            }
             Linear.forward(a.proj.data, a.attn.data, params.pointer(p + "attn.out_proj.weight"),
                            params.pointer(p + "attn.out_proj.bias"), rows: R, inFeatures: C, outFeatures: C)
-            let pDrop = training ? c.dropout : 0
             Dropout.drawMask(a.mask1.data, count: R * C, p: pDrop, using: &rng)
             Dropout.forward(a.proj.data, a.mask1.data, a.proj.data, count: R * C)
             Residual.forward(a.s.data, x, a.proj.data, nil, rows: R, channels: C)
@@ -153,6 +166,8 @@ public final class AttentionDiscriminator<T: NNScalar> {
 
     /// Backward of the last `forward`: adds parameter gradients into `grads` (unless skipped) and the feature
     /// gradient into `dFeatures` (B, Np, C) when given.
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
     public func backward(dLogits: UnsafePointer<T>, dFeatures: UnsafeMutablePointer<T>?,
                          computeParameterGradients: Bool = true) {
         let c = config, B = lastBatch, C = c.dim, Np = c.numPatches, R = B * Np, H = c.hidden
@@ -195,8 +210,11 @@ public final class AttentionDiscriminator<T: NNScalar> {
                             a.attn.data, params.pointer(p + "attn.out_proj.weight"), rows: R, inFeatures: C, outFeatures: C)
             // attn = MHA(qkv)
             dQKV.zero()
+            let dropped = lastTraining && c.dropout > 0
             Attention.backward(dQKV.data, dScores.data, dAttn.data, nil, a.qkv.data, a.probs.data,
-                               batch: B, tokens: Np, channels: C, heads: c.heads)
+                               batch: B, tokens: Np, channels: C, heads: c.heads,
+                               dropMask: dropped ? UnsafePointer(a.maskP.data) : nil,
+                               dropped: dropped ? UnsafePointer(a.dropped.data) : nil)
             // qkv = in_proj(x)
             Linear.backward(dZ.data, g(p + "attn.in_proj_weight"), g(p + "attn.in_proj_bias"), dQKV.data, x,
                             params.pointer(p + "attn.in_proj_weight"), rows: R, inFeatures: C, outFeatures: 3 * C)

@@ -11,6 +11,9 @@ import PatchGuardCore
 /// The output is heads concatenated, (B, N, C), ready for the `proj` Linear.
 ///
 /// The cache is the probabilities `probs` (B, NH, N, N), which callers may read (attention maps, regularisers).
+/// Optional attention dropout (PyTorch `nn.MultiheadAttention(dropout=p)` in training): with a mask `dropMask`
+/// (B, NH, N, N; 0 or 1/(1−p), see ``Dropout``) the values are mixed by `P̃ = P ⊙ mask`, kept in `dropped`
+/// (B, NH, N, N) for backward; `probs` stays the undropped `P`.
 /// Backward accepts an extra `dProbs` (gradient of a loss on the probabilities themselves) and *adds* into
 /// `dQKV`. Work is split over (image, head) pairs on ``SingleThreadedBLAS/parallelFor(_:_:)``: each worker runs
 /// its pair's whole chain (score GEMM, softmax rows, value GEMM; strided operands, no copies) with OpenBLAS at one
@@ -21,10 +24,13 @@ public enum Attention {
     ///   - out: (B, N, C)
     ///   - probs: (B, NH, N, N) cache (also the attention maps)
     ///   - qkv: (B, N, 3C)
+    ///   - dropMask, dropped: (B, NH, N, N) attention-dropout mask and the dropped probabilities (both or neither)
     @inlinable
     public static func forward<T: NNScalar>(_ out: UnsafeMutablePointer<T>, _ probs: UnsafeMutablePointer<T>,
                                             _ qkv: UnsafePointer<T>, batch B: Int, tokens N: Int, channels C: Int,
-                                            heads NH: Int) {
+                                            heads NH: Int, dropMask: UnsafePointer<T>? = nil,
+                                            dropped: UnsafeMutablePointer<T>? = nil) {
+        precondition((dropMask == nil) == (dropped == nil), "attention dropout needs both a mask and a buffer")
         let hs = C / NH, c3 = 3 * C
         let scale = 1 / T(hs).squareRoot()
         SingleThreadedBLAS.parallelFor(B * NH) { bh in
@@ -35,8 +41,14 @@ public enum Attention {
             T.gemm(transA: false, transB: true, m: N, n: N, k: hs, alpha: scale, a: q, lda: c3, b: k, ldb: c3,
                    beta: 0, c: p, ldc: N)
             for i in 0..<N { Softmax.forwardRow(p + i * N, p + i * N, length: N, scale: 1) }
-            // out_h (N, HS; ld C) = p (N, N) · v (N, HS; ld 3C)
-            T.gemm(transA: false, transB: false, m: N, n: hs, k: N, alpha: 1, a: p, lda: N, b: v, ldb: c3,
+            var mix = UnsafePointer(p)
+            if let dropMask, let dropped {
+                let m = dropMask + bh * N * N, d = dropped + bh * N * N
+                for i in 0..<(N * N) { d[i] = p[i] * m[i] }
+                mix = UnsafePointer(d)
+            }
+            // out_h (N, HS; ld C) = p̃ (N, N) · v (N, HS; ld 3C)
+            T.gemm(transA: false, transB: false, m: N, n: hs, k: N, alpha: 1, a: mix, lda: N, b: v, ldb: c3,
                    beta: 0, c: out + b * N * C + h * hs, ldc: C)
         }
     }
@@ -44,18 +56,22 @@ public enum Attention {
     /// Gradient of ``forward(_:_:_:batch:tokens:channels:heads:)``, added into `dQKV`.
     ///
     /// `dP = dOut_h·vᵀ (+ dProbsIn)`, `dV += Pᵀ·dOut_h`, `dS = P ⊙ (dP − rowsum(dP ⊙ P))·scale`,
-    /// `dQ += dS·K`, `dK += dSᵀ·Q`.
+    /// `dQ += dS·K`, `dK += dSᵀ·Q`. With attention dropout: `dV += P̃ᵀ·dOut_h` and
+    /// `dP = (dOut_h·vᵀ) ⊙ mask (+ dProbsIn)`.
     /// - Parameters:
     ///   - dQKV: (B, N, 3C) added into
     ///   - dScores: (B, NH, N, N) scratch, overwritten
     ///   - dOut: (B, N, C)
     ///   - dProbsIn: (B, NH, N, N) or nil — extra gradient on the probabilities
     ///   - qkv: (B, N, 3C); probs: (B, NH, N, N) from forward
+    ///   - dropMask, dropped: the attention-dropout mask and dropped probabilities of forward (both or neither)
     @inlinable
     public static func backward<T: NNScalar>(_ dQKV: UnsafeMutablePointer<T>, _ dScores: UnsafeMutablePointer<T>,
                                              _ dOut: UnsafePointer<T>, _ dProbsIn: UnsafePointer<T>?,
                                              _ qkv: UnsafePointer<T>, _ probs: UnsafePointer<T>,
-                                             batch B: Int, tokens N: Int, channels C: Int, heads NH: Int) {
+                                             batch B: Int, tokens N: Int, channels C: Int, heads NH: Int,
+                                             dropMask: UnsafePointer<T>? = nil, dropped: UnsafePointer<T>? = nil) {
+        precondition((dropMask == nil) == (dropped == nil), "attention dropout needs both a mask and a buffer")
         let hs = C / NH, c3 = 3 * C
         let scale = 1 / T(hs).squareRoot()
         SingleThreadedBLAS.parallelFor(B * NH) { bh in
@@ -64,13 +80,27 @@ public enum Attention {
             let dq = dQKV + b * N * c3 + h * hs, dk = dq + C, dv = dq + 2 * C
             let dO = dOut + b * N * C + h * hs
             let p = probs + bh * N * N, dp = dScores + bh * N * N
-            if let dProbsIn { dp.update(from: dProbsIn + bh * N * N, count: N * N) }
-            // dP (N, N) (+)= dOut_h (N, HS; ld C) · vᵀ
-            T.gemm(transA: false, transB: true, m: N, n: N, k: hs, alpha: 1, a: dO, lda: C, b: v, ldb: c3,
-                   beta: dProbsIn == nil ? 0 : 1, c: dp, ldc: N)
-            // dV (N, HS; ld 3C) += Pᵀ · dOut_h
-            T.gemm(transA: true, transB: false, m: N, n: hs, k: N, alpha: 1, a: p, lda: N, b: dO, ldb: C,
-                   beta: 1, c: dv, ldc: c3)
+            if let dropMask, let dropped {
+                // dP̃ (N, N) = dOut_h · vᵀ;  dP = dP̃ ⊙ mask (+ dProbsIn);  dV += P̃ᵀ · dOut_h
+                T.gemm(transA: false, transB: true, m: N, n: N, k: hs, alpha: 1, a: dO, lda: C, b: v, ldb: c3,
+                       beta: 0, c: dp, ldc: N)
+                let m = dropMask + bh * N * N
+                for i in 0..<(N * N) { dp[i] *= m[i] }
+                if let dProbsIn {
+                    let e = dProbsIn + bh * N * N
+                    for i in 0..<(N * N) { dp[i] += e[i] }
+                }
+                T.gemm(transA: true, transB: false, m: N, n: hs, k: N, alpha: 1, a: dropped + bh * N * N, lda: N,
+                       b: dO, ldb: C, beta: 1, c: dv, ldc: c3)
+            } else {
+                if let dProbsIn { dp.update(from: dProbsIn + bh * N * N, count: N * N) }
+                // dP (N, N) (+)= dOut_h (N, HS; ld C) · vᵀ
+                T.gemm(transA: false, transB: true, m: N, n: N, k: hs, alpha: 1, a: dO, lda: C, b: v, ldb: c3,
+                       beta: dProbsIn == nil ? 0 : 1, c: dp, ldc: N)
+                // dV (N, HS; ld 3C) += Pᵀ · dOut_h
+                T.gemm(transA: true, transB: false, m: N, n: hs, k: N, alpha: 1, a: p, lda: N, b: dO, ldb: C,
+                       beta: 1, c: dv, ldc: c3)
+            }
             for i in 0..<N {
                 let pr = p + i * N, dr = dp + i * N
                 let dot = Softmax.dot(pr, UnsafePointer(dr), N)

@@ -14,6 +14,8 @@ public struct AdamW: Codable, Equatable, Sendable {
     public init(weightDecay: Double = 0.01) { self.weightDecay = weightDecay }
 
     /// Updates `params` in place from `grads` (same count), advancing `m` and `v`.
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
     public mutating func update<T: NNScalar>(params: UnsafeMutablePointer<T>, grads: UnsafePointer<T>,
                                              m: UnsafeMutablePointer<T>, v: UnsafeMutablePointer<T>,
                                              count: Int, lr: Double) {
