@@ -59,6 +59,8 @@ struct AttackOptions: ParsableArguments {
     var epsilon: [String] = []
     @Option(help: "PGD step size (default 2.5·ε/steps).") var alpha: Double?
     @Flag(name: .customLong("random-start"), help: "Start PGD from a uniform random point in the ε-ball.") var randomStart = false
+    @Option(help: ArgumentHelp("What PGD attacks: patches (the paper: ground-truth patch labels, i.e. the pixel map) or image (the image score). Repeat for both.", valueName: "target"))
+    var target: [PGDTarget] = []
 
     func validate() throws {
         if let attack, !["pgd", "none"].contains(attack) { throw ValidationError("--attack must be pgd or none, got \(attack)") }
@@ -74,9 +76,15 @@ struct AttackOptions: ParsableArguments {
     /// The attacks to run: the command line's when given, else the config's.
     func attacks(config: JobConfig) throws -> [EvaluationAttack] {
         if attack == "none" { return [] }
-        if attack == nil && steps == nil && epsilon.isEmpty { return try config.eval.attacks.map(EvaluationAttack.init) }
+        if attack == nil && steps == nil && epsilon.isEmpty && target.isEmpty {
+            return try config.eval.attacks.map(EvaluationAttack.init)
+        }
         let eps = epsilon.isEmpty ? [config.attack.epsilon] : epsilon.compactMap(parseEpsilon)
-        return try eps.map { try EvaluationAttack(epsilon: $0, steps: steps ?? 10, alpha: alpha ?? 0, randomStart: randomStart) }
+        let targets = target.isEmpty ? [PGDTarget.patches] : target
+        return try targets.flatMap { t in
+            try eps.map { try EvaluationAttack(epsilon: $0, steps: steps ?? 10, alpha: alpha ?? 0,
+                                               randomStart: randomStart, target: t) }
+        }
     }
 }
 
@@ -345,3 +353,5 @@ struct Bench: ParsableCommand {
         }
     }
 }
+
+extension PGDTarget: ExpressibleByArgument {}

@@ -156,7 +156,16 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
         #expect(detector.forwardImages == samples.count * 3)
         // α defaults to 2.5·ε/steps and is reported.
         #expect(abs(result.report.attacks[0].alpha - 2.5 * (8.0 / 255) / 5) < 1e-15)
-        #expect(result.report.attacks[0].target == "pixel-and-image (patch labels)")
+        #expect(result.report.attacks[0].target == "pixel (patch labels)")
+        // The image-score target is reported as such and also lowers the image AUROC of this detector.
+        var imageAttack = strong
+        imageAttack.target = .image
+        let imageResult = try Evaluator(detector: EvalBrightnessDetector(),
+                                        settings: settings(batch: 5, attacks: [imageAttack]))
+            .evaluate(samples, category: "toy")
+        #expect(imageResult.report.attacks[0].target == "image (image labels)")
+        #expect(imageResult.report.attacks[0].displayName == "PGD-\(strong.steps) image")
+        #expect(try #require(imageResult.report.attacks[0].metrics.imageAUROC) < c - 0.3)
         // Kept attacked images: within ε of the clean ones and in [0, 1]; anomalies darker, normals brighter.
         for (e, s) in zip(result.images, samples) {
             let x = try #require(e.attacked[1].image)
@@ -207,7 +216,7 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
                                                           "target", "seconds"]))
         #expect(attacks[0]["name"] as? String == "pgd")
         #expect(attacks[0]["steps"] as? Int == 2)
-        #expect(attacks[0]["target"] as? String == "pixel-and-image (patch labels)")
+        #expect(attacks[0]["target"] as? String == "pixel (patch labels)")
         let scoring = try #require(root["scoring"] as? [String: Any])
         #expect(Set(scoring.keys) == ["top_k", "sigma", "radius"])
         #expect(clean["image_auroc"] as? Double == result.report.clean.imageAUROC)

@@ -91,6 +91,31 @@ final class ToyDetector: PatchDetector {
         #expect(Array(g[8..<12]) == expected)
     }
 
+    /// The image-score target: every patch of a normal image up, every patch of a defective image down, by the
+    /// mean; the attack moves the top-k image score the way that hurts detection, more than sign noise does.
+    @Test func imageTargetMovesTheImageScore() {
+        let g = labels.withUnsafeBufferPointer {
+            pgdObjectiveGradient(labels: $0.baseAddress!, batch: 3, patches: 4, target: .image)
+        }
+        #expect(g[0..<4].allSatisfy { $0 == 0.25 } && g[4..<12].allSatisfy { $0 == -0.25 })
+        let d = ToyDetector(seed: 8), x = images(9)
+        let eps: Float = 8 / 255
+        var rng = SeededRNG(seed: 10)
+        let attack = PGDAttack(epsilon: Double(eps), steps: 10, target: .image)
+        #expect(attack.target == .image && PGDAttack(epsilon: 0.1, steps: 1).target == .patches)
+        let adv = attack.perturb(d, images: x, labels: labels, batch: 3, using: &rng)
+        #expect(zip(adv, x).allSatisfy { abs($0 - $1) <= eps + 1e-7 })
+        func score(_ images: [Float]) -> [Float] {      // top-2 mean of the 4 patch logits
+            let l = images.withUnsafeBufferPointer { d.patchLogits($0.baseAddress!, batch: 3) }
+            return (0..<3).map { b in Array(l[(b * 4)..<(b * 4 + 4)]).sorted(by: >).prefix(2).reduce(0, +) / 2 }
+        }
+        var noiseRNG = SeededRNG(seed: 11)
+        let noisy = x.map { min(1, max(0, $0 + (noiseRNG.uniform() < 0.5 ? -eps : eps))) }
+        let clean = score(x), attacked = score(adv), random = score(noisy)
+        #expect(attacked[0] > clean[0] + 3 * abs(random[0] - clean[0]))          // normal image: score up
+        for b in 1..<3 { #expect(attacked[b] < clean[b] - 3 * abs(random[b] - clean[b])) }   // defective: down
+    }
+
     @Test func defaultStepSize() {
         #expect(abs(PGDAttack(epsilon: 8.0 / 255, steps: 10).alpha - Float(2.5 * 8 / 255 / 10)) < 1e-9)
         #expect(PGDAttack(epsilon: 0.1, steps: 5, alpha: 0.01).alpha == 0.01)

@@ -5,16 +5,20 @@ import PatchGuardCore
 ///     x⁰ = x (+ U(−ε, ε) with random start, clamped to [0,1])
 ///     xᵗ⁺¹ = clamp( Π_ε( xᵗ + α·sign(∇ₓ J(xᵗ)) ), 0, 1 )
 ///
-/// `J` is ``pgdObjectiveGradient(labels:batch:patches:)``'s objective (normal patches up, anomalous down),
+/// `J` is ``pgdObjectiveGradient(labels:batch:patches:target:)``'s objective (``PGDTarget``: normal patches up
+/// and anomalous down, or normal images up and defective ones down),
 /// `Π_ε` projects onto ‖x − x⁰_clean‖∞ ≤ ε, and α defaults to 2.5·ε/steps (as in the PatchGuard code).
 public struct PGDAttack: Sendable, Equatable {
     public var epsilon: Float
     public var steps: Int
     public var alpha: Float
     public var randomStart: Bool
+    public var target: PGDTarget
 
     /// `alpha` ≤ 0 selects 2.5·ε/steps.
-    public init(epsilon: Double, steps: Int, alpha: Double = 0, randomStart: Bool = false) {
+    public init(epsilon: Double, steps: Int, alpha: Double = 0, randomStart: Bool = false,
+                target: PGDTarget = .patches) {
+        self.target = target
         self.epsilon = Float(epsilon)
         self.steps = steps
         self.alpha = alpha > 0 ? Float(alpha) : (steps > 0 ? Float(2.5 * epsilon / Double(steps)) : 0)
@@ -33,7 +37,7 @@ public struct PGDAttack: Sendable, Equatable {
             for i in 0..<count { x[i] = min(1, max(0, x[i] + Float(rng.uniform(-Double(epsilon), Double(epsilon))))) }
         }
         let dLogits = labels.withUnsafeBufferPointer {
-            pgdObjectiveGradient(labels: $0.baseAddress!, batch: B, patches: detector.numPatches)
+            pgdObjectiveGradient(labels: $0.baseAddress!, batch: B, patches: detector.numPatches, target: target)
         }
         var grad = [Float](repeating: 0, count: count)
         for step in 0..<steps {

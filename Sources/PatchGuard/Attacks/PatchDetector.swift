@@ -15,11 +15,31 @@ public protocol PatchDetector: AnyObject {
                        dImages: UnsafeMutablePointer<Float>) -> [Float]
 }
 
-/// PGD's objective, per image: mean logit of the normal patches minus mean logit of the anomalous patches
-/// (labels (B, Np), 1 = anomalous). Raising it makes normal patches look anomalous and anomalies look normal.
-/// Returns the gradient of the summed objective w.r.t. the logits (constant: the objective is linear).
-public func pgdObjectiveGradient(labels: UnsafePointer<Float>, batch B: Int, patches Np: Int) -> [Float] {
+/// What PGD attacks.
+public enum PGDTarget: String, Sendable, Equatable, CaseIterable, Codable {
+    /// The official PatchGuard attack, per image: mean logit of the normal patches minus mean logit of the
+    /// anomalous patches (ground-truth patch labels). It attacks the pixel map. It is *not* an attack on the
+    /// image score: on a defective image it raises every normal patch, which raises the top-k image score.
+    case patches
+    /// The image score, per image: + mean logit of all patches for a normal image, − for a defective one (image
+    /// label = any anomalous patch). A smooth surrogate of the top-k mean that moves every patch the same way.
+    case image
+}
+
+/// PGD's objective for `target` (``PGDTarget``; labels (B, Np), 1 = anomalous). Raising it makes normal
+/// patches (or images) look anomalous and anomalies look normal. Returns the gradient of the summed objective
+/// w.r.t. the logits (constant: the objective is linear).
+public func pgdObjectiveGradient(labels: UnsafePointer<Float>, batch B: Int, patches Np: Int,
+                                 target: PGDTarget = .patches) -> [Float] {
     var d = [Float](repeating: 0, count: B * Np)
+    if target == .image {
+        for b in 0..<B {
+            var anomalous = false
+            for p in 0..<Np where labels[b * Np + p] > 0.5 { anomalous = true }
+            for p in 0..<Np { d[b * Np + p] = (anomalous ? -1 : 1) / Float(Np) }
+        }
+        return d
+    }
     for b in 0..<B {
         var anomalous = 0
         for p in 0..<Np where labels[b * Np + p] > 0.5 { anomalous += 1 }
@@ -32,7 +52,8 @@ public func pgdObjectiveGradient(labels: UnsafePointer<Float>, batch B: Int, pat
 }
 
 /// The objective's value per image, for reports and tests.
-public func pgdObjective(logits: [Float], labels: UnsafePointer<Float>, batch B: Int, patches Np: Int) -> [Float] {
-    let g = pgdObjectiveGradient(labels: labels, batch: B, patches: Np)
+public func pgdObjective(logits: [Float], labels: UnsafePointer<Float>, batch B: Int, patches Np: Int,
+                         target: PGDTarget = .patches) -> [Float] {
+    let g = pgdObjectiveGradient(labels: labels, batch: B, patches: Np, target: target)
     return (0..<B).map { b in (0..<Np).reduce(Float(0)) { $0 + g[b * Np + $1] * logits[b * Np + $1] } }
 }

@@ -118,6 +118,9 @@ public struct EvalAttackConfig: Codable, Equatable, Sendable {
     public var epsilon = 8.0 / 255.0
     /// 0 = 2.5·ε/steps.
     public var alpha = 0.0
+    /// `"patches"` (the paper's attack with the ground-truth patch labels: the pixel map) or `"image"` (the
+    /// image score: normal images pushed up, defective ones down).
+    public var target = "patches"
 }
 
 public struct EvalConfig: Codable, Equatable, Sendable {

@@ -89,8 +89,11 @@ public struct AttackReport: Codable, Equatable, Sendable {
     public var metrics: MetricSet
 
     /// PGD on the detector's patch logits with the ground-truth patch labels (normal patches pushed up, anomalous
-    /// ones down): it attacks the pixel map and, through the top-k mean, the image score at once.
-    public static let patchLabelTarget = "pixel-and-image (patch labels)"
+    /// ones down; the official PatchGuard attack). It attacks the pixel map; its effect on the image score is
+    /// indirect and can even help it (on a defective image it raises every normal patch).
+    public static let patchLabelTarget = "pixel (patch labels)"
+    /// PGD on the image score (all patch logits of a normal image up, of a defective image down).
+    public static let imageTarget = "image (image labels)"
 
     public init(name: String, steps: Int, epsilon: Double, alpha: Double, randomStart: Bool,
                 target: String = AttackReport.patchLabelTarget, seconds: Double, metrics: MetricSet) {
@@ -135,7 +138,8 @@ public struct AttackReport: Codable, Equatable, Sendable {
 
     /// `"PGD-10"`, `"PGD-1000 (random start)"`.
     public var displayName: String {
-        "\(name.uppercased())-\(steps)" + (randomStart ? " (random start)" : "")
+        "\(name.uppercased())-\(steps)" + (target == Self.imageTarget ? " image" : "")
+            + (randomStart ? " (random start)" : "")
     }
 }
 

@@ -12,9 +12,13 @@ public struct EvaluationAttack: Sendable, Equatable {
     /// Step size actually used: the given one, or 2.5·ε/steps when it was ≤ 0.
     public var alpha: Double
     public var randomStart: Bool
+    /// What is attacked: the pixel map through the patch labels (the paper) or the image score.
+    public var target: PGDTarget
 
     /// Throws ``PatchGuardError/invalidArgument(_:)`` on negative steps, ε outside [0, 1] or a non-finite α.
-    public init(epsilon: Double, steps: Int, alpha: Double = 0, randomStart: Bool = false) throws {
+    public init(epsilon: Double, steps: Int, alpha: Double = 0, randomStart: Bool = false,
+                target: PGDTarget = .patches) throws {
+        self.target = target
         guard steps >= 0 else { throw PatchGuardError.invalidArgument("attack steps must be ≥ 0, got \(steps)") }
         guard epsilon.isFinite, epsilon >= 0, epsilon <= 1 else {
             throw PatchGuardError.invalidArgument("attack epsilon must be in [0, 1], got \(epsilon)")
@@ -30,15 +34,21 @@ public struct EvaluationAttack: Sendable, Equatable {
         guard config.name == "pgd" else {
             throw PatchGuardError.invalidArgument("unknown attack \"\(config.name)\" (available: pgd)")
         }
-        try self.init(epsilon: config.epsilon, steps: config.steps, alpha: config.alpha)
+        guard let target = PGDTarget(rawValue: config.target) else {
+            throw PatchGuardError.invalidArgument("unknown attack target \"\(config.target)\" (available: "
+                                                  + PGDTarget.allCases.map(\.rawValue).joined(separator: ", ") + ")")
+        }
+        try self.init(epsilon: config.epsilon, steps: config.steps, alpha: config.alpha, target: target)
     }
 
     /// The PGD this entry describes.
-    public var pgd: PGDAttack { PGDAttack(epsilon: epsilon, steps: steps, alpha: alpha, randomStart: randomStart) }
+    public var pgd: PGDAttack {
+        PGDAttack(epsilon: epsilon, steps: steps, alpha: alpha, randomStart: randomStart, target: target)
+    }
 
-    /// `"PGD-10 ε=8/255"`.
+    /// `"PGD-10 ε=8/255"`, or `"PGD-10 image ε=8/255"` for the image-score target.
     public var label: String {
-        "\(name.uppercased())-\(steps) ε=\(EvaluationReport.fractionOf255(epsilon))"
+        "\(name.uppercased())-\(steps)\(target == .image ? " image" : "") ε=\(EvaluationReport.fractionOf255(epsilon))"
     }
 }
 
@@ -264,7 +274,9 @@ public final class Evaluator {
             clean: clean.metrics,
             attacks: zip(attacks, attacked).map { a, c in
                 AttackReport(name: a.name, steps: a.steps, epsilon: a.epsilon, alpha: a.alpha,
-                             randomStart: a.randomStart, seconds: c.seconds, metrics: c.metrics)
+                             randomStart: a.randomStart,
+                             target: a.target == .image ? AttackReport.imageTarget : AttackReport.patchLabelTarget,
+                             seconds: c.seconds, metrics: c.metrics)
             },
             notes: notes)
         return EvaluationResult(report: report, clean: clean, attacks: attacked, images: images)
