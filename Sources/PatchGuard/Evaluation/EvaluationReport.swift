@@ -248,9 +248,16 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
         s += "upsampling, Gaussian σ = \(Self.trim(scoring.sigma)), radius \(scoring.radius). "
         s += "AUPRO up to FPR \(Self.trim(auproFPRLimit)).\n\n"
         if !attacks.isEmpty {
-            s += "Attacks: L∞ PGD (sign steps, projection onto the ε-ball, clamp to [0, 1]) with the ground-truth patch "
-            s += "labels, normal patches pushed up and anomalous ones down; attacked quantity: "
-            s += "\(AttackReport.patchLabelTarget).\n\n"
+            s += "Attacks: L∞ PGD (sign steps, projection onto the ε-ball, clamp to [0, 1]). "
+            if attacks.contains(where: { $0.target == AttackReport.patchLabelTarget }) {
+                s += "`PGD-N`: ground-truth patch labels, normal patches pushed up and anomalous ones down; attacked "
+                s += "quantity: \(AttackReport.patchLabelTarget). "
+            }
+            if attacks.contains(where: { $0.target == AttackReport.imageTarget }) {
+                s += "`PGD-N image`: every patch of a normal image pushed up, of a defective image down; attacked "
+                s += "quantity: \(AttackReport.imageTarget)."
+            }
+            s += "\n\n"
         }
         s += table()
         s += "\nTotal time \(String(format: "%.1f", seconds)) s (clean pass \(String(format: "%.1f", cleanSeconds)) s"
