@@ -26,7 +26,8 @@ public struct BorderContrastOptions: Equatable, Sendable {
     public var blurFraction: Double
     /// Radius of the local-texture window (and of the closing), as a fraction of the shorter side.
     public var windowFraction: Double
-    /// Post-processing: Otsu on the map, largest component, closing, hole filling, dilation.
+    /// Radius in pixels of the square dilation applied last (after Otsu, largest component, closing and hole
+    /// filling); 0 = none.
     public var dilation: Int
 
     public init(borderFraction: Double = 0.05, blurFraction: Double = 0.01, windowFraction: Double = 0.02,
@@ -195,20 +196,19 @@ public func preparingForegrounds(_ samples: [LoadedSample], config: JobConfig,
     }
     let start = Date()
     var out = samples
-    var results = [Result<Image, Error>?](repeating: nil, count: missing.count)
+    var results = [Result<ForegroundMaskResult, Error>?](repeating: nil, count: missing.count)
     let options = config.foreground.borderOptions
     results.withUnsafeMutableBufferPointer { r in
         parallelFor(missing.count) { k in
-            r[k] = Result { try borderContrastMask(image: samples[missing[k]].image, options: options).mask }
+            r[k] = Result { try borderContrastMask(image: samples[missing[k]].image, options: options) }
         }
     }
     var fraction = 0.0, fallbacks = 0
     for (k, i) in missing.enumerated() {
-        let mask = try results[k]!.get()
-        let f = Double(mask.pixels.reduce(0, +)) / Double(mask.pixels.count)
-        if f == 1 { fallbacks += 1 }
-        fraction += f
-        out[i].foreground = mask
+        let result = try results[k]!.get()
+        if result.isFallback { fallbacks += 1 }
+        fraction += foregroundFraction(result.mask)
+        out[i].foreground = result.mask
     }
     log(String(format: "foreground: %d masks computed by border contrast in %.1f s (mean foreground %.1f %%%@)",
                missing.count, Date().timeIntervalSince(start), 100 * fraction / Double(missing.count),

@@ -102,66 +102,49 @@ public func computeForegroundMasks(category: MVTecCategory, config: ForegroundCo
     var summary = ForegroundMaskSummary(outputDirectory: outDir, written: 0, skipped: category.train.count - pending.count,
                                         warnings: [], meanForegroundFraction: 0, previewDirectory: previewDir)
     if pending.isEmpty { return summary }
-    func createFolders() throws {
-        for dir in [outDir] + (previewDir.map { [$0] } ?? []) {
-            do { try fm.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-                throw PatchGuardError.io(path: dir, reason: "cannot create the folder (\(error.localizedDescription))")
+    // The method: how many images a chunk holds and how a chunk of loaded images becomes masks.
+    typealias Masks = [(mask: Image, heatMap: [Float], warning: String?)]
+    let chunkSize: Int
+    let masks: ([Image]) throws -> Masks
+    if config.method == "border" {
+        let options = config.borderOptions
+        chunkSize = 8
+        masks = { images in
+            var results = [Result<ForegroundMaskResult, Error>?](repeating: nil, count: images.count)
+            results.withUnsafeMutableBufferPointer { out in
+                parallelFor(images.count) { i in
+                    out[i] = Result { try borderContrastMask(image: images[i], options: options) }
+                }
             }
+            return try results.map { r in let m = try r!.get(); return (m.mask, m.normalizedMap, m.warning) }
+        }
+    } else {
+        let model = try ForegroundClassifier.load(config: config, maxBatch: max(1, maxBatch))
+        let target = try config.gradCAMTarget, options = try config.maskOptions
+        _ = try GradCAM.resolveLayer(config.layer, depth: model.config.depth)
+        if case let .classIndex(c) = target, c >= model.config.numClasses {
+            throw PatchGuardError.config("foreground.class_index \(c) is outside the classifier's "
+                                         + "\(model.config.numClasses) classes")
+        }
+        if case let .topK(k) = target, k > model.config.numClasses {
+            throw PatchGuardError.config("foreground.top_k \(k) exceeds the classifier's \(model.config.numClasses) classes")
+        }
+        chunkSize = model.maxBatch
+        masks = { images in
+            try foregroundMasks(images: images, model: model, layer: config.layer, target: target, options: options)
+                .map { ($0.mask, $0.heatMap, $0.warning) }
+        }
+    }
+    for dir in [outDir] + (previewDir.map { [$0] } ?? []) {
+        do { try fm.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
+            throw PatchGuardError.io(path: dir, reason: "cannot create the folder (\(error.localizedDescription))")
         }
     }
     var fractionSum = 0.0
-    /// Writes one computed mask (and its preview) and counts it.
-    func record(_ stem: String, image: Image, mask: Image, heatMap: [Float], warning: String?) throws {
-        try ImageIO.writePNG(mask, path: joinPath(outDir, "\(stem).png"))
-        if let previewDir {
-            try ImageIO.writePNG(foregroundPreview(image: image, heatMap: heatMap, mask: mask),
-                                 path: joinPath(previewDir, "\(stem).png"))
-        }
-        if let w = warning { summary.warnings.append("\(stem): \(w)") }
-        fractionSum += Double(mask.pixels.reduce(0, +)) / Double(mask.pixels.count)
-        summary.written += 1
-    }
-    if config.method == "border" {
-        let chunkSize = 8
-        try createFolders()
-        progress(0, pending.count)
-        var start = 0
-        while start < pending.count {
-            let chunk = Array(pending[start..<min(pending.count, start + chunkSize)])
-            var results = [Result<(Image, ForegroundMaskResult), Error>?](repeating: nil, count: chunk.count)
-            results.withUnsafeMutableBufferPointer { out in
-                parallelFor(chunk.count) { i in
-                    out[i] = Result {
-                        let image = try ImageIO.read(path: chunk[i].imagePath)
-                        return (image, try borderContrastMask(image: image, options: config.borderOptions))
-                    }
-                }
-            }
-            for (i, r) in results.enumerated() {
-                let (image, out) = try r!.get()
-                try record(chunk[i].stem, image: image, mask: out.mask, heatMap: out.normalizedMap, warning: out.warning)
-            }
-            start += chunk.count
-            progress(start, pending.count)
-        }
-        summary.meanForegroundFraction = fractionSum / Double(max(1, summary.written))
-        return summary
-    }
-    let model = try ForegroundClassifier.load(config: config, maxBatch: max(1, maxBatch))
-    let target = try config.gradCAMTarget, options = try config.maskOptions
-    _ = try GradCAM.resolveLayer(config.layer, depth: model.config.depth)
-    if case let .classIndex(c) = target, c >= model.config.numClasses {
-        throw PatchGuardError.config("foreground.class_index \(c) is outside the classifier's "
-                                     + "\(model.config.numClasses) classes")
-    }
-    if case let .topK(k) = target, k > model.config.numClasses {
-        throw PatchGuardError.config("foreground.top_k \(k) exceeds the classifier's \(model.config.numClasses) classes")
-    }
-    try createFolders()
     var start = 0
     progress(0, pending.count)
     while start < pending.count {
-        let chunk = Array(pending[start..<min(pending.count, start + model.maxBatch)])
+        let chunk = Array(pending[start..<min(pending.count, start + chunkSize)])
         var images = [Image?](repeating: nil, count: chunk.count)
         var errors = [Error?](repeating: nil, count: chunk.count)
         images.withUnsafeMutableBufferPointer { img in
@@ -173,10 +156,16 @@ public func computeForegroundMasks(category: MVTecCategory, config: ForegroundCo
         }
         if let e = errors.lazy.compactMap({ $0 }).first { throw e }
         let loaded = images.compactMap { $0 }
-        let outputs = try foregroundMasks(images: loaded, model: model, layer: config.layer, target: target,
-                                          options: options)
-        for (i, out) in outputs.enumerated() {
-            try record(chunk[i].stem, image: loaded[i], mask: out.mask, heatMap: out.heatMap, warning: out.warning)
+        for (i, out) in try masks(loaded).enumerated() {
+            let stem = chunk[i].stem
+            try ImageIO.writePNG(out.mask, path: joinPath(outDir, "\(stem).png"))
+            if let previewDir {
+                try ImageIO.writePNG(foregroundPreview(image: loaded[i], heatMap: out.heatMap, mask: out.mask),
+                                     path: joinPath(previewDir, "\(stem).png"))
+            }
+            if let w = out.warning { summary.warnings.append("\(stem): \(w)") }
+            fractionSum += foregroundFraction(out.mask)
+            summary.written += 1
         }
         start += chunk.count
         progress(start, pending.count)
@@ -186,6 +175,11 @@ public func computeForegroundMasks(category: MVTecCategory, config: ForegroundCo
 }
 
 // MARK: - Pictures
+
+/// The fraction of a mask's pixels that are foreground (> 0.5).
+public func foregroundFraction(_ mask: Image) -> Double {
+    Double(mask.pixels.reduce(0) { $0 + ($1 > 0.5 ? 1 : 0) }) / Double(max(1, mask.pixels.count))
+}
 
 /// A `height × width` map with values in [0, 1] as a jet-coloured RGB image (``JetColormap``, the heat maps' colours).
 public func jetImage(_ map: [Float], width: Int, height: Int) throws -> Image {
