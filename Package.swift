@@ -1,8 +1,19 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layers (DESIGN.md §3): CBLAS/CImageCodecs → PatchGuardCore → PatchGuardNN / PatchGuardData → PatchGuard → patchguard.
-// A layer never imports one above it.
+// Modules and their arrows (DESIGN.md §3; a module never imports one above it, no cycles):
+//
+//   CBLAS, CImageCodecs          system-library shims
+//   PatchGuardCore               ← CBLAS: Tensor, Arena, RNG, parallelFor, errors, atomic files, safetensors, GEMM
+//   PatchGuardImage              ← Core, CImageCodecs: image type, I/O, resize, filters, masks, components, colour maps
+//   PatchGuardMetrics            ← Core: AUROC, ROC, AUPRO, F1
+//   PatchGuardNN                 ← Core: ops, ViT, attention discriminator, losses, AdamW
+//   PatchGuardData               ← Core, Image: MVTec-layout scanning, loading, batching, generated data
+//   PatchGuardMethod             ← Core, Image, NN, Data: PatchGuard model + checkpoint, pseudo-anomaly synthesis,
+//                                  foreground masks (border, Grad-CAM), scoring, the detector protocol, PGD
+//   PatchGuardJobs (product PatchGuard) ← all of the above: typed job config, run directories, training and
+//                                  evaluation jobs, reports, heat maps, benchmarks
+//   patchguard                   ← Jobs (+ ArgumentParser): the CLI, one thin file per command
 let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
 
 let package = Package(
@@ -10,7 +21,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "patchguard", targets: ["patchguard"]),
-        .library(name: "PatchGuard", targets: ["PatchGuard"]),
+        .library(name: "PatchGuard", targets: ["PatchGuardJobs"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -25,19 +36,31 @@ let package = Package(
         .target(name: "PatchGuardCore",
                 dependencies: ["CBLAS", .product(name: "Numerics", package: "swift-numerics")],
                 swiftSettings: optimized),
+        .target(name: "PatchGuardImage", dependencies: ["PatchGuardCore", "CImageCodecs"], swiftSettings: optimized),
+        .target(name: "PatchGuardMetrics", dependencies: ["PatchGuardCore"], swiftSettings: optimized),
         .target(name: "PatchGuardNN", dependencies: ["PatchGuardCore"], swiftSettings: optimized),
-        .target(name: "PatchGuardData", dependencies: ["PatchGuardCore", "CImageCodecs"], swiftSettings: optimized),
-        .target(name: "PatchGuard", dependencies: ["PatchGuardCore", "PatchGuardNN", "PatchGuardData"],
+        .target(name: "PatchGuardData", dependencies: ["PatchGuardCore", "PatchGuardImage"], swiftSettings: optimized),
+        .target(name: "PatchGuardMethod",
+                dependencies: ["PatchGuardCore", "PatchGuardImage", "PatchGuardNN", "PatchGuardData"],
+                swiftSettings: optimized),
+        .target(name: "PatchGuardJobs",
+                dependencies: ["PatchGuardCore", "PatchGuardImage", "PatchGuardMetrics", "PatchGuardNN",
+                               "PatchGuardData", "PatchGuardMethod"],
                 swiftSettings: optimized),
         .executableTarget(name: "patchguard",
-                          dependencies: ["PatchGuard", "PatchGuardData", "PatchGuardNN", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["PatchGuardJobs", "PatchGuardMethod", "PatchGuardData", "PatchGuardImage",
+                                         "PatchGuardNN", "PatchGuardCore",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: optimized),
         .testTarget(name: "PatchGuardCoreTests", dependencies: ["PatchGuardCore"]),
         // Central-difference gradient checks shared by the NN and method test targets.
         .target(name: "GradCheckSupport", dependencies: ["PatchGuardCore"], path: "Tests/GradCheckSupport"),
         .testTarget(name: "PatchGuardNNTests", dependencies: ["PatchGuardNN", "GradCheckSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "PatchGuardDataTests", dependencies: ["PatchGuardData"]),
-        .testTarget(name: "PatchGuardTests", dependencies: ["PatchGuard", "GradCheckSupport"]),
+        .testTarget(name: "PatchGuardImageTests", dependencies: ["PatchGuardImage"]),
+        .testTarget(name: "PatchGuardDataTests", dependencies: ["PatchGuardData", "PatchGuardImage"]),
+        .testTarget(name: "PatchGuardTests",
+                    dependencies: ["PatchGuardJobs", "PatchGuardMethod", "PatchGuardMetrics", "PatchGuardImage",
+                                   "PatchGuardData", "PatchGuardNN", "GradCheckSupport"]),
     ],
     // Swift 5 language mode: the numeric kernels share raw buffers across `parallelFor` workers by design
     // (disjoint writes), which Swift 6's strict sendability checking cannot express without noise.

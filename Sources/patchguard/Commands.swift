@@ -1,9 +1,11 @@
 import ArgumentParser
 import Foundation
-import PatchGuard
 import PatchGuardCore
-import PatchGuardData
+import PatchGuardImage
 import PatchGuardNN
+import PatchGuardData
+import PatchGuardMethod
+import PatchGuardJobs
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,11 @@
 import ArgumentParser
 import Foundation
-import PatchGuard
 import PatchGuardCore
+import PatchGuardImage
+import PatchGuardNN
+import PatchGuardData
+import PatchGuardMethod
+import PatchGuardJobs
 
 /// The OpenBLAS line logged by every command (set in main.swift before parsing).
 nonisolated(unsafe) var blasStartupLine = ""

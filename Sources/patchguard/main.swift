@@ -1,4 +1,9 @@
 import PatchGuardCore
+import PatchGuardImage
+import PatchGuardNN
+import PatchGuardData
+import PatchGuardMethod
+import PatchGuardJobs
 
 // Fix OpenBLAS's core type before anything else (may re-execute the process), then run the command.
 blasStartupLine = OpenBLAS.configureAtStartup()

@@ -1,7 +1,8 @@
 import Foundation
 import PatchGuardCore
-import Testing
+import PatchGuardImage
 @testable import PatchGuardData
+import Testing
 
 /// A fresh temporary folder, removed when the value goes away.
 final class DatasetTempFolder {

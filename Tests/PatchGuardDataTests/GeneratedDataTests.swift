@@ -1,7 +1,8 @@
 import Foundation
 import PatchGuardCore
-import Testing
+import PatchGuardImage
 @testable import PatchGuardData
+import Testing
 
 /// Square (Chebyshev) dilation of a 1-channel binary image.
 private func dilate(_ m: Image, by r: Int) -> Image {

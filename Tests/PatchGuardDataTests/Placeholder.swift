@@ -1,1 +1,4 @@
 import Testing
+import PatchGuardCore
+import PatchGuardImage
+import PatchGuardData

@@ -1,7 +1,11 @@
 import Foundation
-import PatchGuard
 import PatchGuardCore
+import PatchGuardImage
+import PatchGuardMetrics
+import PatchGuardNN
 import PatchGuardData
+import PatchGuardMethod
+import PatchGuardJobs
 import Testing
 
 /// Foreground masks without a classifier (`foreground.method = "border"`): morphology on hand-built masks, a

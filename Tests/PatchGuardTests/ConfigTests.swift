@@ -1,7 +1,12 @@
 import Foundation
 import Testing
-@testable import PatchGuard
 import PatchGuardCore
+@testable import PatchGuardImage
+@testable import PatchGuardMetrics
+import PatchGuardNN
+import PatchGuardData
+@testable import PatchGuardMethod
+@testable import PatchGuardJobs
 
 /// Strict job configs: unknown keys name the key, the file and a suggestion; `--set` overrides nested keys.
 @Suite struct ConfigTests {

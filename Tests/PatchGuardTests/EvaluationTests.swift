@@ -1,8 +1,12 @@
 import Foundation
 import Testing
-@testable import PatchGuard
 import PatchGuardCore
+@testable import PatchGuardImage
+@testable import PatchGuardMetrics
+import PatchGuardNN
 import PatchGuardData
+@testable import PatchGuardMethod
+@testable import PatchGuardJobs
 
 /// A detector whose patch logit is a smooth function of the patch's mean brightness, with an exact input gradient:
 ///

@@ -1,8 +1,11 @@
 import Foundation
-import PatchGuard
 import PatchGuardCore
-import PatchGuardData
+import PatchGuardImage
+import PatchGuardMetrics
 import PatchGuardNN
+import PatchGuardData
+import PatchGuardMethod
+import PatchGuardJobs
 import Testing
 
 /// From a map to a binary mask (Otsu, quantile, components, dilation, fallback), the config, and the category job

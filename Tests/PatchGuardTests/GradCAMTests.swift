@@ -1,8 +1,11 @@
 import Foundation
-import PatchGuard
 import PatchGuardCore
-import PatchGuardData
+import PatchGuardImage
+import PatchGuardMetrics
 import PatchGuardNN
+import PatchGuardData
+import PatchGuardMethod
+import PatchGuardJobs
 import Testing
 
 /// Grad-CAM: the target gradient, the gradient on a block's tokens checked by central differences in Double, the

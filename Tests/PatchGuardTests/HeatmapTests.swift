@@ -1,9 +1,12 @@
 import Foundation
 import Testing
-@testable import PatchGuard
 import PatchGuardCore
-import PatchGuardData
+@testable import PatchGuardImage
+@testable import PatchGuardMetrics
 import PatchGuardNN
+import PatchGuardData
+@testable import PatchGuardMethod
+@testable import PatchGuardJobs
 
 @Suite struct HeatmapTests {
     func temporaryDirectory(_ name: String) -> String {

@@ -3,9 +3,13 @@ import Foundation
 import FoundationXML
 #endif
 import PatchGuardCore
+@testable import PatchGuardImage
+@testable import PatchGuardMetrics
+import PatchGuardNN
 import PatchGuardData
+@testable import PatchGuardMethod
+@testable import PatchGuardJobs
 import Testing
-@testable import PatchGuard
 
 /// AUROC, ROC, F1-max, AUPRO and connected components on hand-built cases with known answers, plus naive references.
 @Suite struct MetricsTests {

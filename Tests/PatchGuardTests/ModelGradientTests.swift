@@ -1,9 +1,13 @@
 import Foundation
 import Testing
 import GradCheckSupport
-@testable import PatchGuard
 import PatchGuardCore
+@testable import PatchGuardImage
+@testable import PatchGuardMetrics
 import PatchGuardNN
+import PatchGuardData
+@testable import PatchGuardMethod
+@testable import PatchGuardJobs
 
 /// End-to-end gradient check of the whole PatchGuard model in Double: ViT + discriminator + per-patch BCE +
 /// attention KL regulariser (two layers), dropout active (fixed masks), every parameter and the image.

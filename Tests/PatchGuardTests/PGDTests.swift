@@ -1,7 +1,12 @@
 import Foundation
 import Testing
-@testable import PatchGuard
 import PatchGuardCore
+@testable import PatchGuardImage
+@testable import PatchGuardMetrics
+import PatchGuardNN
+import PatchGuardData
+@testable import PatchGuardMethod
+@testable import PatchGuardJobs
 
 /// A small nonlinear detector with an exact input gradient: logit_p = 3·tanh(w_p · x_patch(p)) for 4×4 patches
 /// of an 8×8 RGB image.

@@ -1,7 +1,12 @@
 import Foundation
 import PatchGuardCore
+@testable import PatchGuardImage
+@testable import PatchGuardMetrics
+import PatchGuardNN
+import PatchGuardData
+@testable import PatchGuardMethod
+@testable import PatchGuardJobs
 import Testing
-@testable import PatchGuard
 
 /// Image scores and pixel maps: top-k mean, PyTorch-exact bilinear upsampling, reflect-padded Gaussian smoothing.
 @Suite struct ScoringTests {

@@ -1,7 +1,11 @@
 import Foundation
-import PatchGuard
 import PatchGuardCore
+import PatchGuardImage
+import PatchGuardMetrics
+import PatchGuardNN
 import PatchGuardData
+import PatchGuardMethod
+import PatchGuardJobs
 import Testing
 
 /// Property tests of the pseudo-anomaly synthesis on small generated images (48×48).

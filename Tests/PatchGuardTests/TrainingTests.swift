@@ -1,9 +1,12 @@
 import Foundation
 import Testing
-@testable import PatchGuard
 import PatchGuardCore
-import PatchGuardData
+@testable import PatchGuardImage
+@testable import PatchGuardMetrics
 import PatchGuardNN
+import PatchGuardData
+@testable import PatchGuardMethod
+@testable import PatchGuardJobs
 
 /// Training loop end to end on a tiny generated dataset: resume equivalence, NaN stop, train → evaluate → heat maps.
 @Suite(.serialized) struct TrainingTests {

@@ -1,4 +1,5 @@
 import PatchGuardCore
+import PatchGuardImage
 
 /// Samples packed into contiguous buffers, the layout the model consumes.
 ///

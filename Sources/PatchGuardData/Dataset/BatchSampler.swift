@@ -1,4 +1,5 @@
 import PatchGuardCore
+import PatchGuardImage
 
 /// Seeded shuffling and batching of `count` sample indices.
 ///

@@ -1,5 +1,6 @@
 import Foundation
 import PatchGuardCore
+import PatchGuardImage
 
 /// One image of a dataset category, by path (nothing decoded yet).
 public struct Sample: Sendable, Equatable, Hashable {

@@ -1,4 +1,5 @@
 import PatchGuardCore
+import PatchGuardImage
 
 /// Contact sheets of dataset samples, to look at what a loader produces.
 public enum SampleGrid {

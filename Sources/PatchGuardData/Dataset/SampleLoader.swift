@@ -1,5 +1,6 @@
 import Foundation
 import PatchGuardCore
+import PatchGuardImage
 
 /// A sample decoded and resized to the model's input size `S`.
 public struct LoadedSample: Sendable, Equatable {

@@ -1,5 +1,6 @@
 import Foundation
 import PatchGuardCore
+import PatchGuardImage
 
 // Defect geometry for the generated dataset, drawn procedurally (thin strokes, irregular blobs), never by copying
 // image content, so that the test anomalies differ from the cut-paste pseudo-anomalies the detector trains on.

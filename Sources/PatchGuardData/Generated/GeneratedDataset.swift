@@ -1,5 +1,6 @@
 import Foundation
 import PatchGuardCore
+import PatchGuardImage
 
 /// The categories of the generated dataset.
 public enum GeneratedCategoryKind: String, CaseIterable, Sendable, Codable {

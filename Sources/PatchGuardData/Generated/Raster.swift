@@ -1,5 +1,6 @@
 import Foundation
 import PatchGuardCore
+import PatchGuardImage
 
 // Small rasterisation kit for the generated dataset: 2-D points, signed distances, anti-aliased coverage and
 // hash-based (position-keyed, order-free) noise. Pixel (x, y) is sampled at its centre (x + ½, y + ½); all lengths

@@ -1,5 +1,6 @@
 import Foundation
 import PatchGuardCore
+import PatchGuardImage
 
 /// A defect painted on top of a surface (object or texture): a scratch or crack (strokes) or a stain (blob).
 ///

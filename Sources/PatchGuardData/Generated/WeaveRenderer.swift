@@ -1,5 +1,6 @@
 import Foundation
 import PatchGuardCore
+import PatchGuardImage
 
 /// The "weave": a plain-woven fabric texture filling the whole image — warp threads (horizontal) and weft threads
 /// (vertical) crossing over and under in a checkerboard, on a dark backing showing through the gaps. Each thread is

@@ -1,5 +1,6 @@
 import Foundation
 import PatchGuardCore
+import PatchGuardImage
 
 /// What a generated scene renders to: RGB pixels, the true foreground and the defect weight, each per pixel.
 struct RenderedScene {

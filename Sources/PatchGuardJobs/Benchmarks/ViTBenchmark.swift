@@ -1,0 +1,99 @@
+import Foundation
+import PatchGuardCore
+import PatchGuardImage
+import PatchGuardMetrics
+import PatchGuardNN
+import PatchGuardData
+import PatchGuardMethod
+
+/// ViT throughput on the CPU, measured the way `Tools/bench_torch.py` measures PyTorch + timm, so the two sets of
+/// JSON lines compare row by row:
+/// - `forward`: images in [0, 1] → final-normed patch tokens of the last block;
+/// - `train`: forward + backward of `L = Σ r·features` to every parameter (gradients zeroed each step, no
+///   optimiser update);
+/// - `input_grad`: the same loss, gradient w.r.t. the [0, 1] image only (`computeParameterGradients: false`), the
+///   PGD / Grad-CAM step.
+/// Random timm-style weights (`seed`), one warm-up iteration, then timed iterations until `minSeconds` have
+/// elapsed (at least `minIterations`). `peakResidentMB` is the process's VmHWM after the row (monotonic over a run:
+/// put the smaller architecture first to read its own peak).
+public enum ViTBenchmark {
+    public struct Row: Codable, Sendable, Equatable {
+        public let arch: String
+        public let imageSize: Int
+        public let batch: Int
+        public let step: String
+        public let imgPerS: Double
+        public let peakRSSMB: Double
+        public let secPerIter: Double
+        public let iterations: Int
+
+        enum CodingKeys: String, CodingKey {
+            case arch, imageSize = "image_size", batch, step, imgPerS = "img_per_s", peakRSSMB = "peak_rss_mb"
+            case secPerIter = "sec_per_iter", iterations = "iters"
+        }
+
+        /// One JSON object, the same keys as `Tools/bench_torch.py` (`impl: "swift"`).
+        public var jsonLine: String {
+            String(format: #"{"impl": "swift", "arch": "%@", "image_size": %d, "batch": %d, "step": "%@", "img_per_s": %.3f, "peak_rss_mb": %.1f, "sec_per_iter": %.4f, "iters": %d}"#,
+                   arch, imageSize, batch, step, imgPerS, peakRSSMB, secPerIter, iterations)
+        }
+    }
+
+    public static let defaultArchs = ["vit_tiny_patch16_224", "vit_small_patch14_dinov2"]
+    public static let steps = ["forward", "train", "input_grad"]
+
+    /// Runs every (arch, step) pair; `progress` receives each row as it is measured.
+    public static func run(archs: [String] = defaultArchs, imageSize: Int = 224, batch: Int = 8,
+                           steps: [String] = steps, minSeconds: Double = 5, minIterations: Int = 3, seed: UInt64 = 0,
+                           progress: ((Row) -> Void)? = nil) throws -> [Row] {
+        for s in steps where !Self.steps.contains(s) {
+            throw PatchGuardError.invalidArgument("unknown benchmark step '\(s)' (known: \(Self.steps.joined(separator: ", ")))")
+        }
+        var rows: [Row] = []
+        for arch in archs {
+            let config = try ViTConfig.preset(arch, imageSize: imageSize)
+            let model = try ViT<Float>(config: config, maxBatch: batch, seed: seed)
+            var rng = SeededRNG(seed: seed &+ 1)
+            let images = Tensor<Float>(shape: [batch, 3, imageSize, imageSize])
+            rng.fillUniform(images.buffer, lo: 0, hi: 1)
+            let r = Tensor<Float>(shape: [batch, config.numPatches, config.dim])
+            rng.fillNormal(r.buffer, std: 1)
+            let dImage = Tensor<Float>(shape: images.shape)
+            let last = config.depth
+            for step in steps {
+                let iteration: () throws -> Void
+                switch step {
+                case "forward":
+                    iteration = { try model.forward(images: images, featureLayers: [last]) }
+                case "train":
+                    iteration = {
+                        try model.forward(images: images, featureLayers: [last])
+                        model.gradients.zero()
+                        try model.backward(dFeatures: [last: r.data], computeParameterGradients: true)
+                    }
+                default:
+                    iteration = {
+                        try model.forward(images: images, featureLayers: [last])
+                        dImage.zero()
+                        try model.backward(dFeatures: [last: r.data], computeParameterGradients: false,
+                                           dImage: dImage.data)
+                    }
+                }
+                try iteration()  // warm-up
+                var count = 0
+                let start = Date()
+                repeat {
+                    try iteration()
+                    count += 1
+                } while count < minIterations || Date().timeIntervalSince(start) < minSeconds
+                let seconds = Date().timeIntervalSince(start) / Double(count)
+                let row = Row(arch: arch, imageSize: imageSize, batch: batch, step: step,
+                              imgPerS: Double(batch) / seconds, peakRSSMB: peakResidentMB(), secPerIter: seconds,
+                              iterations: count)
+                rows.append(row)
+                progress?(row)
+            }
+        }
+        return rows
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+import PatchGuardCore
+import PatchGuardImage
+import PatchGuardMetrics
+import PatchGuardNN
+import PatchGuardData
+import PatchGuardMethod
+
+/// A job: everything `train`, `evaluate`, `heatmaps`, `foreground` and `synthesize` need, in one JSON file with
+/// snake_case keys. Defaults live here and only here (the property initialisers); a config file states only what
+/// differs. See `Configs/*.json` and README.md for every key.
+public struct JobConfig: Codable, Equatable, Sendable {
+    /// Seed of every random choice in the job (initialisation, shuffling, synthesis, dropout, attacks).
+    public var seed: UInt64 = 0
+    public var data = DataConfig()
+    public var model = ModelConfig()
+    public var train = TrainConfig()
+    public var attack = AttackConfig()
+    public var eval = EvalConfig()
+    /// Pseudo-anomaly synthesis (sizes, dilation, augmentation levels); see `SynthesisConfig`.
+    public var synthesis = SynthesisConfig()
+    /// Grad-CAM foreground masks (`patchguard foreground`); see `ForegroundConfig`.
+    public var foreground = ForegroundConfig()
+
+    public init() {}
+}
+
+public struct DataConfig: Codable, Equatable, Sendable {
+    /// Folder in the MVTec AD layout (`CATEGORY/train/good`, `CATEGORY/test/<defect>`, `CATEGORY/ground_truth`).
+    public var root = "Datasets/generated"
+    public var category = "widget"
+    /// Images and masks are resized to `image_size × image_size`.
+    public var imageSize = 224
+    /// `object`: pseudo-anomalies stay inside Grad-CAM foreground masks; `texture`: the whole image is foreground.
+    public var categoryType = "object"
+    /// Decoded images are kept in memory up to this many MiB.
+    public var cacheMB = 2048
+    /// Folder of the foreground masks (`<stem>.png` per training image); empty = `CATEGORY/train/foreground_mask`.
+    /// For datasets you cannot write to: `patchguard foreground` writes there and training reads from there.
+    public var foregroundDir = ""
+
+    enum CodingKeys: String, CodingKey {
+        case root, category, imageSize = "image_size", categoryType = "category_type", cacheMB = "cache_mb"
+        case foregroundDir = "foreground_dir"
+    }
+
+    /// Scans the configured category (with the configured foreground folder).
+    public func scanCategory() throws -> MVTecCategory {
+        try MVTecCategory.scan(root: root, category: category, foregroundDirectory: foregroundDir)
+    }
+}
+
+public struct EvalAttackConfig: Codable, Equatable, Sendable {
+    public var name = "pgd"
+    public var steps = 10
+    public var epsilon = 8.0 / 255.0
+    /// 0 = 2.5·ε/steps.
+    public var alpha = 0.0
+    /// `"patches"` (the paper's attack with the ground-truth patch labels: the pixel map) or `"image"` (the
+    /// image score: normal images pushed up, defective ones down).
+    public var target = "patches"
+}
+
+public struct EvalConfig: Codable, Equatable, Sendable {
+    /// Image score = mean of the top-k patch logits.
+    public var topK = 3
+    /// Gaussian smoothing of the upsampled pixel map.
+    public var sigma = 6.0
+    public var radius = 7
+    /// Attacks run by `evaluate` (in addition to the clean pass) unless the command line names others.
+    public var attacks: [EvalAttackConfig] = [EvalAttackConfig()]
+    /// Images per forward/backward during evaluation and attacks.
+    public var batchSize = 8
+
+    enum CodingKeys: String, CodingKey {
+        case topK = "top_k", sigma, radius, attacks, batchSize = "batch_size"
+    }
+}
+
+extension JobConfig {
+    /// The defaults as a JSON tree: the schema that config files and `--set` are checked against.
+    public static var defaultsTree: JSONValue {
+        // Encoding the defaults cannot fail: every field is a plain value.
+        let data = try! JSONEncoder().encode(JobConfig())
+        return try! JSONDecoder().decode(JSONValue.self, from: data)
+    }
+
+    /// Loads `path` (nil = defaults only), applies `--set` overrides, checks every key and decodes.
+    public static func load(path: String?, overrides: [String] = []) throws -> JobConfig {
+        let schema = defaultsTree
+        var tree = schema
+        var source = "defaults"
+        if let path {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw PatchGuardError.io(path: path, reason: "config file not found or unreadable")
+            }
+            let user: JSONValue
+            do { user = try JSONDecoder().decode(JSONValue.self, from: data) } catch {
+                throw PatchGuardError.config("\(path): not valid JSON (\(error.localizedDescription))")
+            }
+            tree = try StrictConfig.merge(user, over: schema, source: path)
+            source = path
+        }
+        for assignment in overrides {
+            tree = try StrictConfig.applyOverride(assignment, to: tree, schema: schema)
+        }
+        do {
+            let data = try JSONEncoder().encode(tree)
+            let config = try JSONDecoder().decode(JobConfig.self, from: data)
+            try config.validate(source: overrides.isEmpty ? source : "\(source) with --set")
+            return config
+        } catch let error as DecodingError {
+            throw PatchGuardError.config(StrictConfig.describe(error, source: source))
+        }
+    }
+
+    /// Cross-field checks that types cannot express.
+    public func validate(source: String) throws {
+        func fail(_ m: String) -> PatchGuardError { .config("\(source): \(m)") }
+        if data.imageSize < 8 { throw fail("data.image_size must be at least 8, got \(data.imageSize)") }
+        if !["object", "texture"].contains(data.categoryType) {
+            throw fail("data.category_type must be \"object\" or \"texture\", got \"\(data.categoryType)\"")
+        }
+        if train.epochs < 0 { throw fail("train.epochs must be ≥ 0") }
+        if train.batchSize < 1 { throw fail("train.batch_size must be ≥ 1") }
+        if train.cleanWarmupEpochs < 0 { throw fail("train.clean_warmup_epochs must be ≥ 0") }
+        if train.regLayers.count != train.regWeights.count {
+            throw fail("train.reg_layers (\(train.regLayers.count)) and train.reg_weights (\(train.regWeights.count)) must have the same length")
+        }
+        if attack.epsilon < 0 || attack.epsilon > 1 { throw fail("attack.epsilon must be in [0, 1]") }
+        if attack.trainSteps < 0 { throw fail("attack.train_steps must be ≥ 0") }
+        for (i, a) in eval.attacks.enumerated() where a.name != "pgd" {
+            throw fail("eval.attacks.\(i).name: unknown attack \"\(a.name)\" (available: pgd)")
+        }
+        if eval.topK < 1 { throw fail("eval.top_k must be ≥ 1") }
+        try synthesis.validate()
+        try foreground.validate()
+    }
+
+    /// Pretty, key-sorted JSON of the resolved config (written into every run directory).
+    public func resolvedJSON() throws -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try e.encode(self)
+    }
+}

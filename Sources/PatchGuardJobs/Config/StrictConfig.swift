@@ -1,0 +1,119 @@
+import Foundation
+import PatchGuardCore
+import PatchGuardImage
+import PatchGuardMetrics
+import PatchGuardNN
+import PatchGuardData
+import PatchGuardMethod
+
+/// Strict loading of JSON job configs onto a defaults tree.
+///
+/// 1. The defaults (one place: the property initialisers of ``JobConfig``) are encoded into a `JSONValue` tree;
+///    its keys are the schema.
+/// 2. The user's file is parsed; every key must exist in the schema at the same path, otherwise the error names the
+///    key path, the file and the closest valid key ("did you mean").
+/// 3. The file is merged over the defaults, then `--set a.b.c=value` overrides are applied (same key check).
+/// 4. The merged tree is decoded; a wrong type names the key path and the expected type.
+public enum StrictConfig {
+    /// Merges `user` over `defaults`, checking keys. `source` names the file (or `--set`) in errors.
+    public static func merge(_ user: JSONValue, over defaults: JSONValue, path: [String] = [],
+                             source: String) throws -> JSONValue {
+        switch (defaults, user) {
+        case let (.object(d), .object(u)):
+            var out = d
+            for key in u.keys.sorted() {
+                guard let dv = d[key] else {
+                    throw PatchGuardError.config(unknownKeyMessage(key: key, path: path, siblings: Array(d.keys),
+                                                                   source: source))
+                }
+                out[key] = try merge(u[key]!, over: dv, path: path + [key], source: source)
+            }
+            return .object(out)
+        case (.object, _):
+            throw PatchGuardError.config("\(source): \(dotted(path)) must be an object, found \(user.typeName)")
+        case let (.array(d), .array(u)):
+            // Arrays replace the default; object elements are checked against (and completed from) the first
+            // default element.
+            guard let template = d.first, case .object = template else { return .array(u) }
+            return .array(try u.enumerated().map { i, e in
+                try merge(e, over: template, path: path + ["\(i)"], source: source)
+            })
+        case let (.number, .string(s)):
+            // Fractions such as "8/255" are accepted wherever a number is expected.
+            if let f = JSONValue.fraction(s) { return .number(f) }
+            return user // the decoder reports the type error with the path
+        default:
+            return user
+        }
+    }
+
+    /// Applies one `key.path=value` override to a merged tree; the key must exist in `schema`.
+    public static func applyOverride(_ assignment: String, to tree: JSONValue, schema: JSONValue) throws -> JSONValue {
+        guard let eq = assignment.firstIndex(of: "=") else {
+            throw PatchGuardError.config("--set \(assignment): expected key.path=value (e.g. --set train.epochs=5)")
+        }
+        let keyPath = assignment[..<eq].split(separator: ".").map(String.init)
+        let valueText = String(assignment[assignment.index(after: eq)...])
+        guard !keyPath.isEmpty else { throw PatchGuardError.config("--set \(assignment): empty key") }
+        // Build {"a": {"b": value}} and merge it with the usual checks.
+        var patch = JSONValue.parseCommandLineValue(valueText)
+        for key in keyPath.reversed() { patch = .object([key: patch]) }
+        _ = try merge(patch, over: schema, source: "--set \(assignment)")
+        return try merge(patch, over: tree, source: "--set \(assignment)")
+    }
+
+    static func dotted(_ path: [String]) -> String { path.isEmpty ? "(top level)" : path.joined(separator: ".") }
+
+    static func unknownKeyMessage(key: String, path: [String], siblings: [String], source: String) -> String {
+        let full = dotted(path + [key])
+        var message = "\(source): unknown key '\(full)'"
+        if let best = closest(to: key, among: siblings) {
+            message += "; did you mean '\(dotted(path + [best]))'?"
+        }
+        message += " Valid keys here: \(siblings.sorted().joined(separator: ", "))."
+        return message
+    }
+
+    /// The candidate with the smallest edit distance, if it is close enough to be a plausible typo.
+    public static func closest(to word: String, among candidates: [String]) -> String? {
+        let scored = candidates.map { ($0, editDistance(word.lowercased(), $0.lowercased())) }
+        guard let best = scored.min(by: { $0.1 < $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }) else { return nil }
+        return best.1 <= max(2, word.count / 3) ? best.0 : nil
+    }
+
+    /// Levenshtein distance (``PatchGuardCore/levenshtein(_:_:)``).
+    public static func editDistance(_ a: String, _ b: String) -> Int { levenshtein(a, b) }
+
+    /// Turns a `DecodingError` into a message naming the key path and the expected type.
+    public static func describe(_ error: DecodingError, source: String) -> String {
+        func path(_ ctx: DecodingError.Context) -> String {
+            dotted(ctx.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue })
+        }
+        switch error {
+        case let .typeMismatch(type, ctx):
+            return "\(source): \(path(ctx)) has the wrong type: expected \(typeDescription(type)) (\(ctx.debugDescription))"
+        case let .valueNotFound(type, ctx):
+            return "\(source): \(path(ctx)) is missing or null: expected \(typeDescription(type))"
+        case let .keyNotFound(key, ctx):
+            return "\(source): missing key '\(dotted(ctx.codingPath.map(\.stringValue) + [key.stringValue]))'"
+        case let .dataCorrupted(ctx):
+            return "\(source): \(path(ctx)): \(ctx.debugDescription)"
+        @unknown default:
+            return "\(source): \(error)"
+        }
+    }
+
+    static func typeDescription(_ type: Any.Type) -> String {
+        switch type {
+        case is Int.Type, is UInt64.Type, is Int64.Type: return "an integer"
+        case is Double.Type, is Float.Type: return "a number"
+        case is Bool.Type: return "a boolean (true/false)"
+        case is String.Type: return "a string"
+        default:
+            let name = String(describing: type)
+            if name.hasPrefix("Array") { return "an array" }
+            if name.hasPrefix("Dictionary") { return "an object" }
+            return name
+        }
+    }
+}

@@ -1,0 +1,294 @@
+import Foundation
+import PatchGuardCore
+import PatchGuardImage
+import PatchGuardMetrics
+import PatchGuardNN
+import PatchGuardData
+import PatchGuardMethod
+
+// What `patchguard evaluate` writes as `metrics.json` (and renders as `metrics.md`):
+//
+//   {
+//     "category": "bottle", "detector": "…" | null,
+//     "images": 83, "normal_images": 20, "anomalous_images": 63,
+//     "image_size": 224, "patch_size": 14, "batch_size": 8,
+//     "scoring": {"top_k": 3, "sigma": 6, "radius": 7}, "aupro_fpr_limit": 0.3,
+//     "seconds": 12.3, "clean_seconds": 1.2,
+//     "clean": {"image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max"},
+//     "attacks": [{"name": "pgd", "steps", "epsilon", "alpha", "random_start",
+//                  "target": "pixel-and-image (patch labels)", "seconds",
+//                  "image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max"}],
+//     "notes": ["…"]
+//   }
+//
+// A metric that is undefined on this test set (only one class of images, or no anomalous pixel) is `null` in JSON
+// and "n/a" in the table; `notes` says why. Keys are always present, so tools never need to test for them.
+
+/// The five numbers reported for one pass over the test set (clean or attacked). `nil` = undefined (one class).
+public struct MetricSet: Codable, Equatable, Sendable {
+    /// Image-level AUROC of the top-k image scores (the paper's AD).
+    public var imageAUROC: Double?
+    /// Pixel-level AUROC of the smoothed maps (the paper's AL).
+    public var pixelAUROC: Double?
+    /// Normalised area under the per-region-overlap curve up to the report's FPR limit.
+    public var pixelAUPRO: Double?
+    /// Best F1 over all image-score thresholds.
+    public var imageF1Max: Double?
+    /// Best F1 over all pixel-score thresholds.
+    public var pixelF1Max: Double?
+
+    public init(imageAUROC: Double? = nil, pixelAUROC: Double? = nil, pixelAUPRO: Double? = nil,
+                imageF1Max: Double? = nil, pixelF1Max: Double? = nil) {
+        self.imageAUROC = imageAUROC; self.pixelAUROC = pixelAUROC; self.pixelAUPRO = pixelAUPRO
+        self.imageF1Max = imageF1Max; self.pixelF1Max = pixelF1Max
+    }
+
+    /// The metrics of computed image and pixel curves (either may be missing).
+    public init(image: BinaryCurveResult?, pixel: PixelMetricsResult?) {
+        self.init(imageAUROC: image?.auroc, pixelAUROC: pixel?.pixel.auroc, pixelAUPRO: pixel?.aupro.aupro,
+                  imageF1Max: image?.f1Max.f1, pixelF1Max: pixel?.pixel.f1Max.f1)
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case imageAUROC = "image_auroc", pixelAUROC = "pixel_auroc", pixelAUPRO = "pixel_aupro"
+        case imageF1Max = "image_f1_max", pixelF1Max = "pixel_f1_max"
+    }
+
+    /// Writes every key, `null` for an undefined metric (synthesised `Codable` would drop the key).
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try encode(into: &c)
+    }
+
+    func encode<K: CodingKey>(into c: inout KeyedEncodingContainer<K>) throws {
+        for key in CodingKeys.allCases {
+            // Every MetricSet key has a twin in the caller's key type (see AttackReport.CodingKeys).
+            guard let k = K(stringValue: key.stringValue) else { continue }
+            let value: Double?
+            switch key {
+            case .imageAUROC: value = imageAUROC
+            case .pixelAUROC: value = pixelAUROC
+            case .pixelAUPRO: value = pixelAUPRO
+            case .imageF1Max: value = imageF1Max
+            case .pixelF1Max: value = pixelF1Max
+            }
+            if let value { try c.encode(value, forKey: k) } else { try c.encodeNil(forKey: k) }
+        }
+    }
+}
+
+/// One attacked pass: the attack's settings and the metrics under it.
+public struct AttackReport: Codable, Equatable, Sendable {
+    /// Attack family (`"pgd"`).
+    public var name: String
+    public var steps: Int
+    /// L∞ budget in [0,1] pixel units.
+    public var epsilon: Double
+    /// Step size actually used (2.5·ε/steps when the config said 0).
+    public var alpha: Double
+    public var randomStart: Bool
+    /// What the attack optimises; see ``AttackReport/patchLabelTarget``.
+    public var target: String
+    /// Wall time of the pass (attack + scoring + metric updates).
+    public var seconds: Double
+    public var metrics: MetricSet
+
+    /// PGD on the detector's patch logits with the ground-truth patch labels (normal patches pushed up, anomalous
+    /// ones down; the official PatchGuard attack). It attacks the pixel map; its effect on the image score is
+    /// indirect and can even help it (on a defective image it raises every normal patch).
+    public static let patchLabelTarget = "pixel (patch labels)"
+    /// PGD on the image score (all patch logits of a normal image up, of a defective image down).
+    public static let imageTarget = "image (image labels)"
+
+    public init(name: String, steps: Int, epsilon: Double, alpha: Double, randomStart: Bool,
+                target: String = AttackReport.patchLabelTarget, seconds: Double, metrics: MetricSet) {
+        self.name = name; self.steps = steps; self.epsilon = epsilon; self.alpha = alpha
+        self.randomStart = randomStart; self.target = target; self.seconds = seconds; self.metrics = metrics
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, steps, epsilon, alpha, randomStart = "random_start", target, seconds
+        case imageAUROC = "image_auroc", pixelAUROC = "pixel_auroc", pixelAUPRO = "pixel_aupro"
+        case imageF1Max = "image_f1_max", pixelF1Max = "pixel_f1_max"
+    }
+
+    /// Flat: the metrics sit beside the settings (`{"name": "pgd", …, "image_auroc": …}`).
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(steps, forKey: .steps)
+        try c.encode(epsilon, forKey: .epsilon)
+        try c.encode(alpha, forKey: .alpha)
+        try c.encode(randomStart, forKey: .randomStart)
+        try c.encode(target, forKey: .target)
+        try c.encode(seconds, forKey: .seconds)
+        try metrics.encode(into: &c)
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        steps = try c.decode(Int.self, forKey: .steps)
+        epsilon = try c.decode(Double.self, forKey: .epsilon)
+        alpha = try c.decode(Double.self, forKey: .alpha)
+        randomStart = try c.decodeIfPresent(Bool.self, forKey: .randomStart) ?? false
+        target = try c.decodeIfPresent(String.self, forKey: .target) ?? Self.patchLabelTarget
+        seconds = try c.decodeIfPresent(Double.self, forKey: .seconds) ?? 0
+        metrics = MetricSet(imageAUROC: try c.decodeIfPresent(Double.self, forKey: .imageAUROC),
+                            pixelAUROC: try c.decodeIfPresent(Double.self, forKey: .pixelAUROC),
+                            pixelAUPRO: try c.decodeIfPresent(Double.self, forKey: .pixelAUPRO),
+                            imageF1Max: try c.decodeIfPresent(Double.self, forKey: .imageF1Max),
+                            pixelF1Max: try c.decodeIfPresent(Double.self, forKey: .pixelF1Max))
+    }
+
+    /// `"PGD-10"`, `"PGD-1000 (random start)"`.
+    public var displayName: String {
+        "\(name.uppercased())-\(steps)" + (target == Self.imageTarget ? " image" : "")
+            + (randomStart ? " (random start)" : "")
+    }
+}
+
+/// Everything `metrics.json` holds. Build it with ``Evaluator``; encode with ``jsonData()``.
+public struct EvaluationReport: Codable, Equatable, Sendable {
+    public var category: String
+    /// Free text naming the detector / checkpoint (set by the caller; `null` when unknown).
+    public var detector: String?
+    public var images: Int
+    public var normalImages: Int
+    public var anomalousImages: Int
+    public var imageSize: Int
+    public var patchSize: Int
+    public var batchSize: Int
+    public var scoring: ScoringConfig
+    public var auproFPRLimit: Double
+    /// Total wall time of the evaluation (all passes).
+    public var seconds: Double
+    public var cleanSeconds: Double
+    public var clean: MetricSet
+    public var attacks: [AttackReport]
+    /// Human-readable remarks (e.g. why a metric is n/a).
+    public var notes: [String]
+
+    public init(category: String, detector: String? = nil, images: Int, normalImages: Int, anomalousImages: Int,
+                imageSize: Int, patchSize: Int, batchSize: Int, scoring: ScoringConfig, auproFPRLimit: Double,
+                seconds: Double, cleanSeconds: Double, clean: MetricSet, attacks: [AttackReport], notes: [String]) {
+        self.category = category; self.detector = detector; self.images = images
+        self.normalImages = normalImages; self.anomalousImages = anomalousImages
+        self.imageSize = imageSize; self.patchSize = patchSize; self.batchSize = batchSize
+        self.scoring = scoring; self.auproFPRLimit = auproFPRLimit; self.seconds = seconds
+        self.cleanSeconds = cleanSeconds; self.clean = clean; self.attacks = attacks; self.notes = notes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case category, detector, images, normalImages = "normal_images", anomalousImages = "anomalous_images"
+        case imageSize = "image_size", patchSize = "patch_size", batchSize = "batch_size", scoring
+        case auproFPRLimit = "aupro_fpr_limit", seconds, cleanSeconds = "clean_seconds", clean, attacks, notes
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(category, forKey: .category)
+        if let detector { try c.encode(detector, forKey: .detector) } else { try c.encodeNil(forKey: .detector) }
+        try c.encode(images, forKey: .images)
+        try c.encode(normalImages, forKey: .normalImages)
+        try c.encode(anomalousImages, forKey: .anomalousImages)
+        try c.encode(imageSize, forKey: .imageSize)
+        try c.encode(patchSize, forKey: .patchSize)
+        try c.encode(batchSize, forKey: .batchSize)
+        try c.encode(scoring, forKey: .scoring)
+        try c.encode(auproFPRLimit, forKey: .auproFPRLimit)
+        try c.encode(seconds, forKey: .seconds)
+        try c.encode(cleanSeconds, forKey: .cleanSeconds)
+        try c.encode(clean, forKey: .clean)
+        try c.encode(attacks, forKey: .attacks)
+        try c.encode(notes, forKey: .notes)
+    }
+
+    /// Pretty-printed, key-sorted JSON (stable bytes for diffs), with a final newline.
+    public func jsonData() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        var data = try encoder.encode(self)
+        data.append(0x0A)
+        return data
+    }
+
+    // MARK: - Tables
+
+    /// The results table, Markdown with padded columns so it also reads well on a terminal:
+    ///
+    ///     | run    | ε     | steps | α     | image AUROC | pixel AUROC | pixel AUPRO | image F1-max | pixel F1-max |
+    ///     |--------|-------|-------|-------|-------------|-------------|-------------|--------------|--------------|
+    ///     | clean  | –     | –     | –     | 0.9812      | 0.9701      | 0.9012      | 0.9600       | 0.6011       |
+    ///     | PGD-10 | 8/255 | 10    | 2/255 | 0.4410      | …
+    public func table() -> String {
+        let header = ["run", "ε", "steps", "α", "image AUROC", "pixel AUROC", "pixel AUPRO",
+                      "image F1-max", "pixel F1-max"]
+        func values(_ m: MetricSet) -> [String] {
+            [m.imageAUROC, m.pixelAUROC, m.pixelAUPRO, m.imageF1Max, m.pixelF1Max].map(Self.formatMetric)
+        }
+        var rows = [["clean", "–", "–", "–"] + values(clean)]
+        for a in attacks {
+            rows.append([a.displayName, Self.fractionOf255(a.epsilon), "\(a.steps)", Self.fractionOf255(a.alpha)]
+                        + values(a.metrics))
+        }
+        let all = [header] + rows
+        let widths = header.indices.map { j in all.map { $0[j].count }.max() ?? 0 }
+        func line(_ cells: [String]) -> String {
+            "| " + cells.enumerated().map { j, s in s + String(repeating: " ", count: widths[j] - s.count) }
+                .joined(separator: " | ") + " |"
+        }
+        var out = line(header) + "\n"
+        out += "|" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "|") + "|\n"
+        for r in rows { out += line(r) + "\n" }
+        return out
+    }
+
+    /// `metrics.md`: a heading, the settings, the table and the notes.
+    public func markdown() -> String {
+        var s = "# Evaluation: \(category)\n\n"
+        if let detector { s += "Detector: \(detector)\n\n" }
+        s += "\(images) test images (\(normalImages) normal, \(anomalousImages) anomalous) at \(imageSize)×\(imageSize), "
+        s += "patch \(patchSize). Image score: mean of the top-\(scoring.topK) patch logits; pixel map: bilinear "
+        s += "upsampling, Gaussian σ = \(Self.trim(scoring.sigma)), radius \(scoring.radius). "
+        s += "AUPRO up to FPR \(Self.trim(auproFPRLimit)).\n\n"
+        if !attacks.isEmpty {
+            s += "Attacks: L∞ PGD (sign steps, projection onto the ε-ball, clamp to [0, 1]). "
+            if attacks.contains(where: { $0.target == AttackReport.patchLabelTarget }) {
+                s += "`PGD-N`: ground-truth patch labels, normal patches pushed up and anomalous ones down; attacked "
+                s += "quantity: \(AttackReport.patchLabelTarget). "
+            }
+            if attacks.contains(where: { $0.target == AttackReport.imageTarget }) {
+                s += "`PGD-N image`: every patch of a normal image pushed up, of a defective image down; attacked "
+                s += "quantity: \(AttackReport.imageTarget)."
+            }
+            s += "\n\n"
+        }
+        s += table()
+        s += "\nTotal time \(String(format: "%.1f", seconds)) s (clean pass \(String(format: "%.1f", cleanSeconds)) s"
+        for a in attacks { s += ", \(a.displayName) ε=\(Self.fractionOf255(a.epsilon)) \(String(format: "%.1f", a.seconds)) s" }
+        s += ").\n"
+        if !notes.isEmpty {
+            s += "\nNotes:\n\n" + notes.map { "- \($0)\n" }.joined()
+        }
+        return s
+    }
+
+    /// `0.98123` → `"0.9812"`, `nil` → `"n/a"`.
+    public static func formatMetric(_ v: Double?) -> String {
+        guard let v, v.isFinite else { return "n/a" }
+        return String(format: "%.4f", v)
+    }
+
+    /// A budget in [0,1] units as a multiple of 1/255: `8/255` → `"8/255"`, `0.02/255` → `"0.02/255"`.
+    public static func fractionOf255(_ v: Double) -> String {
+        let k = v * 255
+        if v == 0 { return "0" }
+        if abs(k - k.rounded()) < 1e-4 * max(1, abs(k)) { return "\(Int(k.rounded()))/255" }
+        return String(format: "%.3g/255", k)
+    }
+
+    static func trim(_ v: Double) -> String {
+        v == v.rounded() && abs(v) < 1e9 ? "\(Int(v))" : "\(v)"
+    }
+}

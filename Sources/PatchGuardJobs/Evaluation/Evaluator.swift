@@ -1,0 +1,288 @@
+import Foundation
+import PatchGuardCore
+import PatchGuardImage
+import PatchGuardMetrics
+import PatchGuardNN
+import PatchGuardData
+import PatchGuardMethod
+
+/// One attack the evaluator runs (today: L∞ PGD against the ground-truth patch labels).
+public struct EvaluationAttack: Sendable, Equatable {
+    /// Attack family; only `"pgd"` exists.
+    public var name: String
+    public var steps: Int
+    /// L∞ budget in [0,1] pixel units.
+    public var epsilon: Double
+    /// Step size actually used: the given one, or 2.5·ε/steps when it was ≤ 0.
+    public var alpha: Double
+    public var randomStart: Bool
+    /// What is attacked: the pixel map through the patch labels (the paper) or the image score.
+    public var target: PGDTarget
+
+    /// Throws ``PatchGuardError/invalidArgument(_:)`` on negative steps, ε outside [0, 1] or a non-finite α.
+    public init(epsilon: Double, steps: Int, alpha: Double = 0, randomStart: Bool = false,
+                target: PGDTarget = .patches) throws {
+        self.target = target
+        guard steps >= 0 else { throw PatchGuardError.invalidArgument("attack steps must be ≥ 0, got \(steps)") }
+        guard epsilon.isFinite, epsilon >= 0, epsilon <= 1 else {
+            throw PatchGuardError.invalidArgument("attack epsilon must be in [0, 1], got \(epsilon)")
+        }
+        guard alpha.isFinite else { throw PatchGuardError.invalidArgument("attack alpha must be finite") }
+        name = "pgd"
+        self.steps = steps; self.epsilon = epsilon; self.randomStart = randomStart
+        self.alpha = alpha > 0 ? alpha : (steps > 0 ? 2.5 * epsilon / Double(steps) : 0)
+    }
+
+    /// From a job config entry (`eval.attacks[i]`). Throws for an unknown attack name.
+    public init(_ config: EvalAttackConfig) throws {
+        guard config.name == "pgd" else {
+            throw PatchGuardError.invalidArgument("unknown attack \"\(config.name)\" (available: pgd)")
+        }
+        guard let target = PGDTarget(rawValue: config.target) else {
+            throw PatchGuardError.invalidArgument("unknown attack target \"\(config.target)\" (available: "
+                                                  + PGDTarget.allCases.map(\.rawValue).joined(separator: ", ") + ")")
+        }
+        try self.init(epsilon: config.epsilon, steps: config.steps, alpha: config.alpha, target: target)
+    }
+
+    /// The PGD this entry describes.
+    public var pgd: PGDAttack {
+        PGDAttack(epsilon: epsilon, steps: steps, alpha: alpha, randomStart: randomStart, target: target)
+    }
+
+    /// `"PGD-10 ε=8/255"`, or `"PGD-10 image ε=8/255"` for the image-score target.
+    public var label: String {
+        "\(name.uppercased())-\(steps)\(target == .image ? " image" : "") ε=\(EvaluationReport.fractionOf255(epsilon))"
+    }
+}
+
+/// How ``Evaluator`` scores and attacks.
+public struct EvaluationSettings: Sendable {
+    /// ViT patch side `P`; the patch grid is `(S/P) × (S/P)` for the detector's image size `S`.
+    public var patchSize: Int
+    public var scoring: ScoringConfig
+    /// Images per detector call (clean forward and PGD).
+    public var batchSize: Int
+    public var attacks: [EvaluationAttack]
+    /// Seeds the random starts of the attacks (one stream per attack and batch).
+    public var seed: UInt64
+    /// AUPRO's FPR limit.
+    public var fprLimit: Double
+    /// Keep every image's maps (clean and attacked) and attacked images for ``HeatmapWriter``. Costs
+    /// `4·S²` bytes per map and `12·S²` per attacked image (≈ 0.8 MB per image and attack at 224).
+    public var keepMaps: Bool
+    /// Draw a progress bar on standard error (units: image·steps; a forward counts one step).
+    public var showProgress: Bool
+
+    public init(patchSize: Int, scoring: ScoringConfig = ScoringConfig(), batchSize: Int = 8,
+                attacks: [EvaluationAttack] = [], seed: UInt64 = 0, fprLimit: Double = 0.3,
+                keepMaps: Bool = true, showProgress: Bool = true) {
+        self.patchSize = patchSize; self.scoring = scoring; self.batchSize = batchSize; self.attacks = attacks
+        self.seed = seed; self.fprLimit = fprLimit; self.keepMaps = keepMaps; self.showProgress = showProgress
+    }
+
+    /// From the job config's `eval` section (top_k, sigma, radius, attacks).
+    public init(eval: EvalConfig, patchSize: Int, batchSize: Int = 8, seed: UInt64 = 0,
+                keepMaps: Bool = true, showProgress: Bool = true) throws {
+        self.init(patchSize: patchSize,
+                  scoring: ScoringConfig(topK: eval.topK, sigma: eval.sigma, radius: eval.radius),
+                  batchSize: batchSize, attacks: try eval.attacks.map(EvaluationAttack.init), seed: seed,
+                  keepMaps: keepMaps, showProgress: showProgress)
+    }
+}
+
+/// Clean and attacked anomaly-detection metrics of any ``PatchDetector`` on a loaded test set.
+///
+/// For each pass (clean, then each attack in order), over batches of `batchSize` images:
+///
+///     x  = clean images (B, 3, S, S)                          clean pass
+///     x  = PGD(detector, x, patch labels)                     attacked pass (labels (B, Np) from the masks;
+///                                                               all 0 for good images)
+///     logits = detector.patchLogits(x)                        (B, Np), Np = (S/P)²
+///     image scores, pixel maps = AnomalyScorer(logits)        (B), (B, S, S)
+///     ImageAUROC.update(scores, labels); PixelMetrics.update(map, mask)   streaming
+///
+/// then `compute()` once per pass. The PGD objective raises the mean logit of normal patches and lowers that of
+/// anomalous ones (``pgdObjectiveGradient(labels:batch:patches:)``), so one attack targets both the pixel map and,
+/// through the top-k mean, the image score.
+///
+/// Metrics that need both classes are reported as `nil` ("n/a") when the test set lacks one (only good images,
+/// or no anomalous pixel), with a note; the passes still run, so scores and maps are available for heat maps.
+///
+/// Overhead next to the detector: packing (a copy of the batch), scoring (bilinear + separable Gaussian, parallel
+/// over images) and metric updates (one connected-component labelling and 8 bytes per pixel); all O(B·S²).
+public final class Evaluator {
+    public let detector: PatchDetector
+    public let settings: EvaluationSettings
+    public let scorer: AnomalyScorer
+    /// Patch grid side `S/P`.
+    public let gridSize: Int
+
+    /// Throws when the detector's image size is not a multiple of the patch size, its patch count is not
+    /// `(S/P)²`, the batch size is not positive or the scoring settings are invalid.
+    public init(detector: PatchDetector, settings: EvaluationSettings) throws {
+        let s = detector.imageSize, p = settings.patchSize
+        guard p > 0, s > 0, s % p == 0 else {
+            throw PatchGuardError.invalidArgument("evaluation: image size \(s) is not a multiple of patch size \(p)")
+        }
+        let g = s / p
+        guard detector.numPatches == g * g else {
+            throw PatchGuardError.invalidArgument(
+                "evaluation: detector has \(detector.numPatches) patches, a \(g)×\(g) grid (S=\(s), P=\(p)) has \(g * g)")
+        }
+        guard settings.batchSize >= 1 else {
+            throw PatchGuardError.invalidArgument("evaluation: batch size must be ≥ 1, got \(settings.batchSize)")
+        }
+        guard settings.fprLimit > 0, settings.fprLimit <= 1 else {
+            throw PatchGuardError.invalidArgument("evaluation: AUPRO FPR limit must be in (0, 1], got \(settings.fprLimit)")
+        }
+        self.detector = detector
+        self.settings = settings
+        self.gridSize = g
+        scorer = try AnomalyScorer(config: settings.scoring, gridHeight: g, gridWidth: g, imageHeight: s, imageWidth: s)
+    }
+
+    /// Evaluates `samples` (every image `3 × S × S`, mask `1 × S × S`, as ``SampleLoader`` makes them).
+    ///
+    /// - Parameters:
+    ///   - category: name written into the report.
+    ///   - log: receives one line per finished pass (e.g. `RunDirectory.log`).
+    /// - Throws: ``PatchGuardError/invalidArgument(_:)`` on an empty test set or a misshapen sample,
+    ///   ``PatchGuardError/numeric(_:)`` when the detector returns NaN or a wrong number of logits.
+    public func evaluate(_ samples: [LoadedSample], category: String,
+                         log: ((String) -> Void)? = nil) throws -> EvaluationResult {
+        let start = Date()
+        let n = samples.count, s = detector.imageSize, np = detector.numPatches, plane = s * s
+        guard n > 0 else { throw PatchGuardError.invalidArgument("evaluation: the test set is empty") }
+
+        // Per-sample inputs, computed once: binary masks (pixel metrics) and patch labels (attacks).
+        var masks = [[UInt8]]()
+        var labels = [[Float]]()
+        masks.reserveCapacity(n); labels.reserveCapacity(n)
+        var anomalousPixels = 0
+        for sample in samples {
+            guard sample.image.channels == 3, sample.image.width == s, sample.image.height == s,
+                  sample.mask.channels == 1, sample.mask.width == s, sample.mask.height == s else {
+                throw PatchGuardError.invalidArgument(
+                    "\(sample.imagePath): image \(sample.image.channels)×\(sample.image.height)×\(sample.image.width)"
+                    + ", mask \(sample.mask.channels)×\(sample.mask.height)×\(sample.mask.width); the detector "
+                    + "needs 3×\(s)×\(s) and 1×\(s)×\(s)")
+            }
+            guard sample.label == 0 || sample.label == 1 else {
+                throw PatchGuardError.invalidArgument("\(sample.imagePath): label \(sample.label) is neither 0 nor 1")
+            }
+            let m = sample.mask.pixels.map { $0 > 0.5 ? UInt8(1) : 0 }
+            let good = sample.label == 0
+            masks.append(good ? [UInt8](repeating: 0, count: plane) : m)
+            if !good { anomalousPixels += m.reduce(0) { $0 + Int($1) } }
+            labels.append(good ? [Float](repeating: 0, count: np)
+                               : try patchLabels(mask: sample.mask, patchSize: settings.patchSize))
+        }
+        let anomalousImages = samples.filter { $0.label == 1 }.count
+        let normalImages = n - anomalousImages
+        let imageDefined = anomalousImages > 0 && normalImages > 0
+        let pixelDefined = anomalousPixels > 0 && anomalousPixels < n * plane
+        var notes = [String]()
+        if !imageDefined {
+            notes.append("The test set has only \(anomalousImages > 0 ? "anomalous" : "normal") images (\(n)): "
+                         + "image AUROC and image F1-max need both classes and are n/a.")
+        }
+        if !pixelDefined {
+            notes.append(anomalousPixels == 0
+                         ? "No ground-truth mask has an anomalous pixel: pixel AUROC, AUPRO and pixel F1-max are n/a."
+                         : "Every pixel is anomalous: pixel AUROC, AUPRO and pixel F1-max are n/a.")
+        }
+        for note in notes { log?("note: " + note) }
+
+        let attacks = settings.attacks
+        let total = n * (1 + attacks.reduce(0) { $0 + $1.steps + 1 })
+        let bar = settings.showProgress ? ProgressBar("evaluate \(category)", total: total, unit: "img·step") : nil
+
+        var images = samples.enumerated().map { i, sample in
+            EvaluatedImage(index: i, imagePath: sample.imagePath, defectType: sample.defectType,
+                           label: sample.label, cleanScore: .nan, cleanMap: nil, attacked: [])
+        }
+
+        // One pass over the test set; `attack` nil = clean.
+        func pass(_ attackIndex: Int?) throws -> PassCurves {
+            let passStart = Date()
+            var imageMetric = ImageAUROC()
+            var pixelMetric = PixelMetrics()
+            let attack = attackIndex.map { attacks[$0] }
+            let pgd = attack?.pgd
+            let info = attack?.label ?? "clean"
+            var buffer = [Float](repeating: 0, count: min(n, settings.batchSize) * 3 * plane)
+            for (batchIndex, lo) in stride(from: 0, to: n, by: settings.batchSize).enumerated() {
+                let indices = Array(lo..<min(n, lo + settings.batchSize))
+                let b = indices.count
+                try buffer.withUnsafeMutableBufferPointer {
+                    try Batch.pack(samples, indices: indices, imageSize: s, images: $0, masks: nil)
+                }
+                var x = b * 3 * plane == buffer.count ? buffer : Array(buffer[0..<(b * 3 * plane)])
+                if let pgd {
+                    let batchLabels = indices.flatMap { labels[$0] }
+                    var rng = SeededRNG(seed: settings.seed,
+                                        stream: UInt64((attackIndex ?? 0) + 1) << 32 | UInt64(batchIndex))
+                    x = pgd.perturb(detector, images: x, labels: batchLabels, batch: b, using: &rng,
+                                    onStep: { _ in bar?.advance(b, info: info) })
+                }
+                let logits = x.withUnsafeBufferPointer { detector.patchLogits($0.baseAddress!, batch: b) }
+                bar?.advance(b, info: info)
+                guard logits.count == b * np else {
+                    throw PatchGuardError.numeric("detector returned \(logits.count) logits for \(b)×\(np) patches")
+                }
+                if let bad = logits.firstIndex(where: { !$0.isFinite }) {
+                    throw PatchGuardError.numeric("detector returned a non-finite logit (\(logits[bad])) for "
+                                                  + samples[indices[bad / np]].imagePath + " (\(info))")
+                }
+                let (scores, maps) = try scorer.score(batchLogits: logits, count: b)
+                if imageDefined {
+                    try imageMetric.update(scores: scores, labels: indices.map { samples[$0].label == 1 })
+                }
+                for (k, i) in indices.enumerated() {
+                    if pixelDefined {
+                        try pixelMetric.update(scores: maps[k].values, mask: masks[i], width: s, height: s)
+                    }
+                    let map = settings.keepMaps ? maps[k] : nil
+                    if attack == nil {
+                        images[i].cleanScore = scores[k]
+                        images[i].cleanMap = map
+                    } else {
+                        let attacked = settings.keepMaps
+                            ? Image(width: s, height: s, channels: 3,
+                                    pixels: Array(x[(k * 3 * plane)..<((k + 1) * 3 * plane)]))
+                            : nil
+                        images[i].attacked.append(AttackedImage(score: scores[k], map: map, image: attacked))
+                    }
+                }
+            }
+            let image = imageDefined ? try imageMetric.compute() : nil
+            let pixel = pixelDefined ? try pixelMetric.compute(fprLimit: settings.fprLimit) : nil
+            let curves = PassCurves(name: attack.map { $0.label } ?? "clean", image: image, pixel: pixel,
+                                    seconds: Date().timeIntervalSince(passStart))
+            let m = curves.metrics
+            log?("\(curves.name): image AUROC \(EvaluationReport.formatMetric(m.imageAUROC)), pixel AUROC "
+                 + "\(EvaluationReport.formatMetric(m.pixelAUROC)), AUPRO \(EvaluationReport.formatMetric(m.pixelAUPRO))"
+                 + String(format: " (%.1f s)", curves.seconds))
+            return curves
+        }
+
+        let clean = try pass(nil)
+        var attacked = [PassCurves]()
+        for a in attacks.indices { attacked.append(try pass(a)) }
+
+        let report = EvaluationReport(
+            category: category, images: n, normalImages: normalImages, anomalousImages: anomalousImages,
+            imageSize: s, patchSize: settings.patchSize, batchSize: settings.batchSize, scoring: settings.scoring,
+            auproFPRLimit: settings.fprLimit, seconds: Date().timeIntervalSince(start), cleanSeconds: clean.seconds,
+            clean: clean.metrics,
+            attacks: zip(attacks, attacked).map { a, c in
+                AttackReport(name: a.name, steps: a.steps, epsilon: a.epsilon, alpha: a.alpha,
+                             randomStart: a.randomStart,
+                             target: a.target == .image ? AttackReport.imageTarget : AttackReport.patchLabelTarget,
+                             seconds: c.seconds, metrics: c.metrics)
+            },
+            notes: notes)
+        return EvaluationResult(report: report, clean: clean, attacks: attacked, images: images)
+    }
+}

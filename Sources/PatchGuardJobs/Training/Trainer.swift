@@ -1,0 +1,192 @@
+import Foundation
+import PatchGuardCore
+import PatchGuardImage
+import PatchGuardMetrics
+import PatchGuardNN
+import PatchGuardData
+import PatchGuardMethod
+
+/// One epoch's numbers, as logged to `train_log.jsonl`.
+public struct EpochRecord: Codable, Equatable, Sendable {
+    public var epoch: Int
+    public var loss: Double
+    public var bce: Double
+    public var reg: Double
+    public var lr: Double
+    public var seconds: Double
+    public var imagesPerSecond: Double
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, loss, bce, reg, lr, seconds, imagesPerSecond = "images_per_s"
+    }
+}
+
+public struct TrainSummary: Sendable {
+    public var epochs: [EpochRecord]
+    public var checkpoint: String
+    public var seconds: Double
+}
+
+/// PatchGuard's adversarial training loop (DESIGN.md §2):
+///
+///     for each epoch e (lr from the cosine schedule), for each batch of normal images x:
+///         L  = loss(x, 0) + loss(PGD(x, 0), 0)                       clean and attacked normals
+///            + loss(x̃, m) + loss(PGD(x̃, m), m)                      pseudo-anomalies x̃ with patch labels m
+///         one AdamW step on ViT + discriminator
+///
+/// During the first `train.clean_warmup_epochs` epochs (default 0) the two PGD terms are left out.
+/// `loss` = per-patch BCE + attention KL regulariser. Gradients of the four passes accumulate (the same as one
+/// backward of their sum). PGD runs in evaluation mode (no dropout). Every random choice derives from
+/// (seed, epoch, batch), so a run resumed from an epoch checkpoint reaches the same weights as an uninterrupted
+/// one. A non-finite loss stops training with the last good checkpoint left in place.
+public final class Trainer {
+    public let config: JobConfig
+    public let run: RunDirectory
+    /// Test hook: throw after this many batches (simulates a killed run).
+    var stopAfterBatches: Int?
+
+    public init(config: JobConfig, run: RunDirectory) {
+        self.config = config
+        self.run = run
+    }
+
+    public var checkpointPath: String { run.file("checkpoint.safetensors") }
+    var logPath: String { run.file("train_log.jsonl") }
+
+    /// Loads the category's training images (with foreground masks where present).
+    func loadTrainingSet() throws -> [LoadedSample] {
+        let category = try config.data.scanCategory()
+        run.log("data: \(category.summary)")
+        let loader = try SampleLoader(imageSize: config.data.imageSize, cacheBudgetBytes: config.data.cacheMB << 20)
+        let start = Date()
+        let samples = try loader.load(category.train)
+        let withMasks = samples.filter { $0.foreground != nil }.count
+        run.log(String(format: "loaded %d training images at %d px in %.1f s (%d with foreground masks)",
+                       samples.count, config.data.imageSize, Date().timeIntervalSince(start), withMasks))
+        return try preparingForegrounds(samples, config: config, log: run.log)
+    }
+
+    public func train(resume: Bool = false) throws -> TrainSummary {
+        let trainingStart = Date()
+        let samples = try loadTrainingSet()
+        var rng = SeededRNG(seed: config.seed)
+        let model = try PatchGuardModel<Float>(config: config, using: &rng)
+        if !config.model.weights.isEmpty && !resume {
+            let warnings = try model.loadBackboneWeights(path: config.model.weights)
+            run.log("backbone weights: \(config.model.weights)")
+            for w in warnings { run.log("warning: \(w)") }
+        }
+        var startEpoch = 0
+        var history: [EpochRecord] = []
+        if resume {
+            guard FileManager.default.fileExists(atPath: checkpointPath) else {
+                throw PatchGuardError.io(path: checkpointPath, reason: "no checkpoint to resume from")
+            }
+            let state = try model.loadCheckpoint(path: checkpointPath)
+            startEpoch = state.epoch
+            history = try readHistory().filter { $0.epoch <= startEpoch }
+            run.log("resuming after epoch \(startEpoch) from \(checkpointPath)")
+        }
+        run.log("model: \(model.summary)")
+        let synthesizer = try PseudoAnomalySynthesizer(config: config.synthesis)
+        let sampler = try BatchSampler(count: samples.count, batchSize: config.train.batchSize, seed: config.seed,
+                                       shuffle: true, dropLast: false)
+        let attack = PGDAttack(epsilon: config.attack.epsilon, steps: config.attack.trainSteps,
+                               alpha: config.attack.alpha, randomStart: config.attack.randomStart)
+        let S = config.data.imageSize
+        var batchesDone = 0
+
+        for epoch in startEpoch..<config.train.epochs {
+            let lr = cosineLearningRate(base: config.train.lr, minFactor: config.train.lrMinFactor,
+                                        epoch: epoch, epochs: config.train.epochs)
+            let batches = sampler.batches(epoch: epoch)
+            let adversarial = config.train.isAdversarial(epoch: epoch, attack: config.attack)
+            let passes = adversarial ? 4 : 2
+            if adversarial && epoch == config.train.cleanWarmupEpochs && epoch > 0 {
+                run.log("clean warm-up done after \(epoch) epochs; adversarial training (PGD-\(attack.steps), " +
+                        "ε = \(EvaluationReport.fractionOf255(config.attack.epsilon))) from epoch \(epoch + 1)")
+            }
+            let bar = ProgressBar("epoch \(epoch + 1)/\(config.train.epochs)", total: samples.count * passes, unit: "img")
+            var sumBCE = 0.0, sumReg = 0.0, seen = 0
+            for (bi, indices) in batches.enumerated() {
+                if let stop = stopAfterBatches, batchesDone >= stop {
+                    throw PatchGuardError.numeric("training stopped by test hook after \(batchesDone) batches")
+                }
+                let batch = try Batch.pack(samples, indices: indices)
+                let B = batch.count
+                let streamBase = UInt64(epoch) << 32 | UInt64(bi) << 4
+                // Pseudo-anomalies, inside the foreground (textures and mask-less images: whole image).
+                let images = (0..<B).map { k in samples[indices[k]].image }
+                let foregrounds: [Image]? = config.data.categoryType == "texture" ? nil
+                    : (0..<B).map { k in samples[indices[k]].foreground ?? Image(width: S, height: S, channels: 1, value: 1) }
+                let anomalies = try synthesizer.synthesizeBatch(images: images, foregrounds: foregrounds,
+                                                                seed: config.seed &+ UInt64(epoch) &* 1_000_003,
+                                                                batchIndex: bi)
+                var anomalyImages = [Float](); anomalyImages.reserveCapacity(B * 3 * S * S)
+                var anomalyLabels = [Float]()
+                for a in anomalies {
+                    anomalyImages += a.image.pixels
+                    anomalyLabels += try patchLabels(mask: a.mask, patchSize: model.patchSize)
+                }
+                let normalLabels = [Float](repeating: 0, count: B * model.numPatches)
+
+                model.zeroGradients()
+                var inputs: [([Float], [Float])] = [(batch.images, normalLabels)]
+                var attackRNG = SeededRNG(seed: config.seed, stream: streamBase | 1)
+                if adversarial {
+                    inputs.append((attack.perturb(model, images: batch.images, labels: normalLabels, batch: B,
+                                                  using: &attackRNG), normalLabels))
+                }
+                inputs.append((anomalyImages, anomalyLabels))
+                if adversarial {
+                    inputs.append((attack.perturb(model, images: anomalyImages, labels: anomalyLabels, batch: B,
+                                                  using: &attackRNG), anomalyLabels))
+                }
+                var batchBCE = 0.0, batchReg = 0.0
+                for (pass, (x, y)) in inputs.enumerated() {
+                    var dropoutRNG = SeededRNG(seed: config.seed, stream: streamBase | UInt64(8 + pass))
+                    let parts = model.trainingPass(images: x, labels: y, batch: B, using: &dropoutRNG)
+                    guard parts.bce.isFinite, parts.reg.isFinite else {
+                        throw PatchGuardError.numeric(
+                            "non-finite loss (bce \(parts.bce), reg \(parts.reg)) at epoch \(epoch + 1), batch \(bi + 1); " +
+                            "training stopped. The last good checkpoint is \(checkpointPath) " +
+                            "(\(history.last.map { "epoch \($0.epoch)" } ?? "none written yet")).")
+                    }
+                    batchBCE += parts.bce; batchReg += parts.reg
+                    bar.advance(B, info: String(format: "loss %.4f", (sumBCE + sumReg + (batchBCE + batchReg) * Double(B)) / Double(seen + B)))
+                }
+                model.optimizerStep(lr: lr)
+                sumBCE += batchBCE * Double(B); sumReg += batchReg * Double(B); seen += B
+                batchesDone += 1
+            }
+            let seconds = bar.elapsed
+            let record = EpochRecord(epoch: epoch + 1, loss: (sumBCE + sumReg) / Double(seen), bce: sumBCE / Double(seen),
+                                     reg: sumReg / Double(seen), lr: lr, seconds: seconds,
+                                     imagesPerSecond: Double(seen * passes) / seconds)
+            history.append(record)
+            run.log(String(format: "epoch %d/%d  loss %.4f (bce %.4f, reg %.3e)  lr %.2e  %.1f s  %.2f img/s",
+                           record.epoch, config.train.epochs, record.loss, record.bce, record.reg, lr, seconds,
+                           record.imagesPerSecond))
+            let last = epoch + 1 == config.train.epochs
+            if last || (config.train.checkpointEvery > 0 && (epoch + 1) % config.train.checkpointEvery == 0) {
+                try model.saveCheckpoint(path: checkpointPath, epoch: epoch + 1, config: config)
+                try writeHistory(history)
+            }
+        }
+        if startEpoch >= config.train.epochs {
+            run.log("nothing to do: the checkpoint is already at epoch \(startEpoch) of \(config.train.epochs)")
+        }
+        return TrainSummary(epochs: history, checkpoint: checkpointPath, seconds: Date().timeIntervalSince(trainingStart))
+    }
+
+    func writeHistory(_ history: [EpochRecord]) throws {
+        let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]
+        let lines = try history.map { String(decoding: try e.encode($0), as: UTF8.self) }
+        try AtomicFile.write(lines.joined(separator: "\n") + "\n", to: logPath)
+    }
+
+    func readHistory() throws -> [EpochRecord] {
+        guard let text = try? String(contentsOfFile: logPath, encoding: .utf8) else { return [] }
+        return try text.split(separator: "\n").map { try JSONDecoder().decode(EpochRecord.self, from: Data($0.utf8)) }
+    }
+}

@@ -1,0 +1,83 @@
+import PatchGuardCore
+import PatchGuardImage
+import PatchGuardNN
+import PatchGuardData
+
+// The method's config sections (model, training, training attack). ``JobConfig`` (Jobs) composes them with the
+// data and evaluation sections; defaults live here, in the property initialisers, and only here.
+
+public struct DiscriminatorConfig: Codable, Equatable, Sendable {
+    /// Post-norm attention blocks after the learned positional encodings.
+    public var layers = 1
+    public var heads = 4
+    public var hidden = 2048
+    public var dropout = 0.2
+
+    public init(layers: Int = 1, heads: Int = 4, hidden: Int = 2048, dropout: Double = 0.2) {
+        self.layers = layers; self.heads = heads; self.hidden = hidden; self.dropout = dropout
+    }
+}
+
+public struct ModelConfig: Codable, Equatable, Sendable {
+    public init() {}
+
+    /// A ViT preset named as timm names it (`vit_small_patch14_dinov2`, `vit_tiny_patch16_224`, …).
+    public var arch = "vit_small_patch14_dinov2"
+    /// Optional safetensors checkpoint for the backbone (timm names); empty = random initialisation.
+    public var weights = ""
+    /// 1-based backbone layers whose final-normed patch tokens feed the discriminator; empty = the last layer.
+    public var featureLayers: [Int] = []
+    public var discriminator = DiscriminatorConfig()
+
+    enum CodingKeys: String, CodingKey {
+        case arch, weights, featureLayers = "feature_layers", discriminator
+    }
+}
+
+public struct TrainConfig: Codable, Equatable, Sendable {
+    public init() {}
+
+    public var epochs = 20
+    public var batchSize = 16
+    public var lr = 8e-4
+    public var weightDecay = 0.01
+    /// Cosine schedule from `lr` down to `lr × lr_min_factor`.
+    public var lrMinFactor = 0.0125
+    /// Train on PGD-attacked normals and pseudo-anomalies as well as clean ones.
+    public var adversarial = true
+    /// Epochs of clean training (normals and pseudo-anomalies, no PGD) before adversarial training starts; 0 (the
+    /// paper) = adversarial from the first epoch. A clean start lets a small budget learn the task before it is
+    /// made robust (see README, "Status"); the learning-rate schedule still spans all `epochs`.
+    public var cleanWarmupEpochs = 0
+    public var checkpointEvery = 1
+    /// Attention regulariser: 1-based layers and their weights (KL(uniform ‖ attention)).
+    public var regLayers = [6, 9, 12]
+    public var regWeights = [0.005, 0.01, 0.05]
+
+    enum CodingKeys: String, CodingKey {
+        case epochs, batchSize = "batch_size", lr, weightDecay = "weight_decay", lrMinFactor = "lr_min_factor"
+        case adversarial, cleanWarmupEpochs = "clean_warmup_epochs", checkpointEvery = "checkpoint_every"
+        case regLayers = "reg_layers", regWeights = "reg_weights"
+    }
+
+    /// Whether epoch `epoch` (0-based) trains adversarially, given a usable attack.
+    public func isAdversarial(epoch: Int, attack: AttackConfig) -> Bool {
+        adversarial && attack.trainSteps > 0 && attack.epsilon > 0 && epoch >= cleanWarmupEpochs
+    }
+}
+
+public struct AttackConfig: Codable, Equatable, Sendable {
+    public init() {}
+
+    /// PGD steps used during adversarial training.
+    public var trainSteps = 10
+    /// L∞ budget in [0,1] pixel units (a string such as "8/255" is accepted).
+    public var epsilon = 8.0 / 255.0
+    /// Step size; 0 = 2.5·ε/steps.
+    public var alpha = 0.0
+    public var randomStart = false
+
+    enum CodingKeys: String, CodingKey {
+        case trainSteps = "train_steps", epsilon, alpha, randomStart = "random_start"
+    }
+}

@@ -1,0 +1,66 @@
+import Foundation
+import PatchGuardCore
+import PatchGuardImage
+import PatchGuardNN
+import PatchGuardData
+
+/// Checkpoints are ordinary safetensors files (readable by Python's `safetensors`):
+/// backbone parameters under timm names, discriminator parameters under the official `discriminator.…` names,
+/// AdamW moments under `optimizer.m.<name>` / `optimizer.v.<name>`, and metadata: format, epoch, optimizer
+/// step, architecture and the resolved job config. Written atomically (temporary file + rename).
+extension PatchGuardModel {
+    public static var checkpointFormat: String { "patchguard-checkpoint-v1" }
+
+    public struct CheckpointState: Sendable {
+        public var epoch: Int
+        public var optimizerStep: Int
+    }
+
+    public func saveCheckpoint(path: String, epoch: Int, arch: String, configJSON: String) throws {
+        var w = SafeTensorsWriter()
+        func add(_ arena: Arena<T>, prefix: String) {
+            for e in arena.entries { w.add(prefix + e.name, shape: e.shape, values: UnsafeBufferPointer(arena[e.name].buffer)) }
+        }
+        add(vit.parameters, prefix: ""); add(discriminator.params, prefix: "")
+        add(vitM, prefix: "optimizer.m."); add(vitV, prefix: "optimizer.v.")
+        add(discM, prefix: "optimizer.m."); add(discV, prefix: "optimizer.v.")
+        w.metadata = [
+            "format": Self.checkpointFormat, "epoch": "\(epoch)", "optimizer_step": "\(vitOptimizer.step)",
+            "arch": arch, "image_size": "\(imageSize)",
+            "config": configJSON,
+        ]
+        try w.write(to: path)
+    }
+
+    /// Restores parameters (and, when present, optimizer moments and step) from a checkpoint written by
+    /// ``saveCheckpoint(path:epoch:arch:configJSON:)``. A missing or misshapen tensor throws naming it.
+    @discardableResult
+    public func loadCheckpoint(path: String) throws -> CheckpointState {
+        let file = try SafeTensorsFile.load(path: path)
+        func load(_ arena: Arena<T>, prefix: String, required: Bool) throws {
+            for e in arena.entries {
+                let name = prefix + e.name
+                guard let info = file.info(name) else {
+                    if required { throw PatchGuardError.io(path: path, reason: "checkpoint lacks tensor '\(name)' (shape \(e.shape)); was it trained with another architecture?") }
+                    continue
+                }
+                guard info.shape == e.shape else {
+                    throw PatchGuardError.io(path: path, reason: "tensor '\(name)' has shape \(info.shape), this model expects \(e.shape) (check model.arch, data.image_size and model.discriminator)")
+                }
+                try file.copy(name, into: arena[e.name].buffer)
+            }
+        }
+        try load(vit.parameters, prefix: "", required: true)
+        try load(discriminator.params, prefix: "", required: true)
+        try load(vitM, prefix: "optimizer.m.", required: false); try load(vitV, prefix: "optimizer.v.", required: false)
+        try load(discM, prefix: "optimizer.m.", required: false); try load(discV, prefix: "optimizer.v.", required: false)
+        let step = Int(file.metadata["optimizer_step"] ?? "") ?? 0
+        vitOptimizer.step = step; discOptimizer.step = step
+        return CheckpointState(epoch: Int(file.metadata["epoch"] ?? "") ?? 0, optimizerStep: step)
+    }
+
+    /// Loads backbone weights (timm names) from a safetensors file, e.g. a DINOv2 checkpoint; returns warnings.
+    public func loadBackboneWeights(path: String) throws -> [String] {
+        try vit.loadWeights(path: path)
+    }
+}

@@ -1,0 +1,207 @@
+import Foundation
+import PatchGuardCore
+import PatchGuardImage
+import PatchGuardNN
+import PatchGuardData
+
+/// The PatchGuard detector: ViT backbone → final-normed patch tokens of the feature layer(s) (concatenated along
+/// channels) → attention discriminator → one logit per patch. Owns the AdamW state of both parts.
+///
+/// Shapes: images (B, 3, S, S) in [0,1]; features (B, Np, C·L) for L feature layers; logits (B, Np).
+/// Training passes add into the gradient arenas; ``zeroGradients()`` and ``optimizerStep(lr:)`` bracket a step.
+public final class PatchGuardModel<T: NNScalar> {
+    public let vit: ViT<T>
+    public let discriminator: AttentionDiscriminator<T>
+    public let featureLayers: [Int]
+    public let regLayers: [Int]
+    public let regWeights: [Double]
+    public let imageSize: Int
+    public let patchSize: Int
+    public let numPatches: Int
+    public let maxBatch: Int
+    let dim: Int
+    let prefixTokens: Int
+
+    var vitOptimizer: AdamW, discOptimizer: AdamW
+    let vitM: Arena<T>, vitV: Arena<T>, discM: Arena<T>, discV: Arena<T>
+
+    // Scratch for one chunk of ≤ maxBatch images.
+    let features: Tensor<T>     // (B, Np, C·L)
+    let dFeatures: Tensor<T>    // (B, Np, C·L)
+    let dFeatureLayers: [Tensor<T>]   // L × (B, Np, C) when L > 1
+    let dLogits: Tensor<T>      // (B, Np)
+    let dAttention: [Tensor<T>] // per reg layer (B, NH, N, N)
+
+    /// Builds a randomly initialised model (timm init for the ViT, PyTorch init for the discriminator).
+    /// `backbone` replaces the `model.arch` preset (tests use tiny irregular shapes). Jobs build it from a whole
+    /// job config with `init(config:maxBatch:backbone:using:)`.
+    public init(model modelConfig: ModelConfig, train trainConfig: TrainConfig, imageSize size: Int, maxBatch: Int? = nil,
+                backbone: ViTConfig? = nil, using rng: inout SeededRNG) throws {
+        let vitConfig = try backbone ?? ViTConfig.preset(modelConfig.arch, imageSize: size)
+        guard size % vitConfig.patchSize == 0 else {
+            throw PatchGuardError.config("data.image_size \(size) is not a multiple of the patch size " +
+                                         "\(vitConfig.patchSize) of \(modelConfig.arch)")
+        }
+        let depth = vitConfig.depth
+        featureLayers = modelConfig.featureLayers.isEmpty ? [depth] : modelConfig.featureLayers
+        for l in featureLayers where !(1...depth).contains(l) {
+            throw PatchGuardError.config("model.feature_layers: layer \(l) is outside 1...\(depth) for \(modelConfig.arch)")
+        }
+        // Regulariser layers beyond the backbone's depth are an error, not silently dropped.
+        for l in trainConfig.regLayers where !(1...depth).contains(l) {
+            throw PatchGuardError.config("train.reg_layers: layer \(l) is outside 1...\(depth) for \(modelConfig.arch) " +
+                                         "(set train.reg_layers/reg_weights for this depth, e.g. [\(depth / 2), \(depth)])")
+        }
+        regLayers = trainConfig.regLayers
+        regWeights = trainConfig.regWeights
+        self.maxBatch = maxBatch ?? max(trainConfig.batchSize, 8)
+        vit = try ViT<T>(config: vitConfig, maxBatch: self.maxBatch)
+        vit.initializeParameters(using: &rng)
+        self.imageSize = size
+        patchSize = vitConfig.patchSize
+        let grid = imageSize / patchSize
+        numPatches = grid * grid
+        dim = vitConfig.dim
+        prefixTokens = 1 + vitConfig.numRegisters
+        let d = modelConfig.discriminator
+        discriminator = try AttentionDiscriminator<T>(
+            config: .init(dim: dim * featureLayers.count, numPatches: numPatches, layers: d.layers, heads: d.heads,
+                          hidden: d.hidden, dropout: d.dropout), using: &rng)
+        vitOptimizer = AdamW(weightDecay: trainConfig.weightDecay)
+        discOptimizer = AdamW(weightDecay: trainConfig.weightDecay)
+        vitM = Arena(sameLayoutAs: vit.parameters); vitV = Arena(sameLayoutAs: vit.parameters)
+        discM = Arena(sameLayoutAs: discriminator.params); discV = Arena(sameLayoutAs: discriminator.params)
+        let L = featureLayers.count, B = self.maxBatch, np = grid * grid, C = vitConfig.dim
+        let N = np + 1 + vitConfig.numRegisters
+        features = Tensor(shape: [B, np, C * L])
+        dFeatures = Tensor(shape: [B, np, C * L])
+        dFeatureLayers = L > 1 ? (0..<L).map { _ in Tensor(shape: [B, np, C]) } : []
+        dLogits = Tensor(shape: [B, np])
+        dAttention = trainConfig.regLayers.map { _ in Tensor(shape: [B, vitConfig.heads, N, N]) }
+    }
+
+    public var summary: String {
+        let c = vit.config
+        return "\(c.depth)-block ViT (dim \(c.dim), \(c.heads) heads, patch \(c.patchSize), \(numPatches) patches, " +
+            "\(vit.parameterCount / 1000)k params) + \(discriminator.config.layers)-block discriminator " +
+            "(\(discriminator.params.totalCount / 1000)k params); features from layer(s) \(featureLayers)"
+    }
+
+    // MARK: forward
+
+    /// ViT forward + feature gathering for `B ≤ maxBatch` images; returns the discriminator input.
+    func backboneForward(_ images: UnsafePointer<T>, batch B: Int, attention: Bool) -> UnsafePointer<T> {
+        // Batch and layer indices are validated at init; a failure here is a programming error.
+        try! vit.forward(images: images, batch: B, featureLayers: featureLayers, attentionLayers: attention ? regLayers : [])
+        if featureLayers.count == 1 { return UnsafePointer(vit.features(layer: featureLayers[0]).data) }
+        let L = featureLayers.count, C = dim
+        for (li, l) in featureLayers.enumerated() {
+            let f = vit.features(layer: l).data
+            for r in 0..<(B * numPatches) {
+                (features.data + r * C * L + li * C).update(from: f + r * C, count: C)
+            }
+        }
+        return UnsafePointer(features.data)
+    }
+
+    /// Backward from `dFeatures` (B, Np, C·L) into the ViT (with optional attention gradients).
+    func backboneBackward(batch B: Int, dAttention: [Int: UnsafePointer<T>], parameters: Bool,
+                          dImage: UnsafeMutablePointer<T>?) {
+        var dF: [Int: UnsafePointer<T>] = [:]
+        if featureLayers.count == 1 {
+            dF[featureLayers[0]] = UnsafePointer(dFeatures.data)
+        } else {
+            let L = featureLayers.count, C = dim
+            for (li, l) in featureLayers.enumerated() {
+                let d = dFeatureLayers[li].data
+                for r in 0..<(B * numPatches) { d.advanced(by: r * C).update(from: dFeatures.data + r * C * L + li * C, count: C) }
+                dF[l] = UnsafePointer(d)
+            }
+        }
+        try! vit.backward(dFeatures: dF, dAttention: dAttention, computeParameterGradients: parameters, dImage: dImage)
+    }
+
+    /// One training pass on `B ≤ maxBatch` images with patch labels (B, Np): forward in training mode (dropout),
+    /// loss = BCE + Σ wₗ·KLₗ, backward adding into the parameter gradients (and into `dImage` (B, 3, S, S)
+    /// when given). Returns the two loss terms.
+    public func trainingPass(images: [T], labels: [T], batch B: Int, using rng: inout SeededRNG,
+                             dImage: UnsafeMutablePointer<T>? = nil) -> (bce: Double, reg: Double) {
+        precondition(B <= maxBatch && images.count == B * 3 * imageSize * imageSize && labels.count == B * numPatches)
+        return images.withUnsafeBufferPointer { img in
+            labels.withUnsafeBufferPointer { lab in
+                let feats = backboneForward(img.baseAddress!, batch: B, attention: !regLayers.isEmpty)
+                let logits = discriminator.forward(features: feats, batch: B, training: true, using: &rng)
+                let bce = PatchBCE.forward(logits, lab.baseAddress!, batch: B, patches: numPatches)
+                let N = numPatches + prefixTokens, NH = vit.config.heads
+                var reg = 0.0
+                var dAttn: [Int: UnsafePointer<T>] = [:]
+                for (i, l) in regLayers.enumerated() where regWeights[i] != 0 {
+                    let a = vit.attention(layer: l).data
+                    reg += regWeights[i] * AttentionKL.forward(a, batch: B, heads: NH, tokens: N, prefix: prefixTokens)
+                    let d = dAttention[i].data
+                    d.update(repeating: 0, count: B * NH * N * N)
+                    AttentionKL.backward(d, a, batch: B, heads: NH, tokens: N, prefix: prefixTokens, weight: regWeights[i])
+                    dAttn[l] = UnsafePointer(d)
+                }
+                dLogits.data.update(repeating: 0, count: B * numPatches)
+                PatchBCE.backward(dLogits.data, logits, lab.baseAddress!, batch: B, patches: numPatches)
+                dFeatures.data.update(repeating: 0, count: B * numPatches * dim * featureLayers.count)
+                discriminator.backward(dLogits: dLogits.data, dFeatures: dFeatures.data)
+                backboneBackward(batch: B, dAttention: dAttn, parameters: true, dImage: dImage)
+                return (bce, reg)
+            }
+        }
+    }
+
+    // MARK: optimisation
+
+    public func zeroGradients() {
+        vit.gradients.zero()
+        discriminator.grads.zero()
+    }
+
+    public func optimizerStep(lr: Double) {
+        vitOptimizer.update(params: vit.parameters.storage.data, grads: vit.gradients.storage.data,
+                            m: vitM.storage.data, v: vitV.storage.data, count: vit.parameters.totalCount, lr: lr)
+        discOptimizer.update(params: discriminator.params.storage.data, grads: discriminator.grads.storage.data,
+                             m: discM.storage.data, v: discV.storage.data, count: discriminator.params.totalCount, lr: lr)
+    }
+}
+
+/// The detector protocol (Float: what training, attacks and evaluation run on).
+extension PatchGuardModel: PatchDetector where T == Float {
+    public func patchLogits(_ images: UnsafePointer<Float>, batch: Int) -> [Float] {
+        evaluationPass(images, batch: batch, upstream: nil, dImages: nil)
+    }
+
+    public func inputGradient(_ images: UnsafePointer<Float>, batch: Int, dLogits upstream: UnsafePointer<Float>,
+                              dImages: UnsafeMutablePointer<Float>) -> [Float] {
+        dImages.update(repeating: 0, count: batch * 3 * imageSize * imageSize)
+        return evaluationPass(images, batch: batch, upstream: upstream, dImages: dImages)
+    }
+
+    /// Evaluation-mode forward over chunks of ≤ maxBatch images; with `upstream`, also the input-only backward
+    /// of each chunk into `dImages`. Returns the logits (batch, Np).
+    func evaluationPass(_ images: UnsafePointer<Float>, batch: Int, upstream: UnsafePointer<Float>?,
+                        dImages: UnsafeMutablePointer<Float>?) -> [Float] {
+        var out = [Float](); out.reserveCapacity(batch * numPatches)
+        var noDropout = SeededRNG(seed: 0)
+        let stride = 3 * imageSize * imageSize
+        var start = 0
+        while start < batch {
+            let B = min(maxBatch, batch - start)
+            let feats = backboneForward(images + start * stride, batch: B, attention: false)
+            let logits = discriminator.forward(features: feats, batch: B, training: false, using: &noDropout)
+            out += UnsafeBufferPointer(start: logits, count: B * numPatches)
+            if let upstream, let dImages {
+                dFeatures.data.update(repeating: 0, count: B * numPatches * dim * featureLayers.count)
+                discriminator.backward(dLogits: upstream + start * numPatches, dFeatures: dFeatures.data,
+                                       computeParameterGradients: false)
+                backboneBackward(batch: B, dAttention: [:], parameters: false, dImage: dImages + start * stride)
+            }
+            start += B
+        }
+        return out
+    }
+
+}
