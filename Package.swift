@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layers (DESIGN.md §3): CBLAS/CImageCodecs → PatchGuardCore → PatchGuardNN / PatchGuardData → PatchGuard → patchguard.
+// Layers (DESIGN.md §3): CBLAS/CImageCodecs → PatchGuardCore → PatchGuardKernels → PatchGuardNN / PatchGuardData → PatchGuard → patchguard.
 // A layer never imports one above it.
 let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
 
@@ -25,7 +25,9 @@ let package = Package(
         .target(name: "PatchGuardCore",
                 dependencies: ["CBLAS", .product(name: "Numerics", package: "swift-numerics")],
                 swiftSettings: optimized),
-        .target(name: "PatchGuardNN", dependencies: ["PatchGuardCore"], swiftSettings: optimized),
+        // The forward/backward pairs behind one protocol (`Kernels`): CPU (OpenBLAS) and plain reference backends.
+        .target(name: "PatchGuardKernels", dependencies: ["PatchGuardCore"], swiftSettings: optimized),
+        .target(name: "PatchGuardNN", dependencies: ["PatchGuardCore", "PatchGuardKernels"], swiftSettings: optimized),
         .target(name: "PatchGuardData", dependencies: ["PatchGuardCore", "CImageCodecs"], swiftSettings: optimized),
         .target(name: "PatchGuard", dependencies: ["PatchGuardCore", "PatchGuardNN", "PatchGuardData"],
                 swiftSettings: optimized),
@@ -35,6 +37,7 @@ let package = Package(
         .testTarget(name: "PatchGuardCoreTests", dependencies: ["PatchGuardCore"]),
         // Central-difference gradient checks shared by the NN and method test targets.
         .target(name: "GradCheckSupport", dependencies: ["PatchGuardCore"], path: "Tests/GradCheckSupport"),
+        .testTarget(name: "PatchGuardKernelsTests", dependencies: ["PatchGuardKernels", "GradCheckSupport"]),
         .testTarget(name: "PatchGuardNNTests", dependencies: ["PatchGuardNN", "GradCheckSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "PatchGuardDataTests", dependencies: ["PatchGuardData"]),
         .testTarget(name: "PatchGuardTests", dependencies: ["PatchGuard", "GradCheckSupport"]),
