@@ -51,11 +51,4 @@ public final class Arena<T: NNScalar>: @unchecked Sendable {
 
     public func zero() { storage.zero() }
 
-    /// The contiguous span from entry `first` to the end of entry `last` (declared in that order), padding included:
-    /// one pointer and count for zeroing a group of buffers with one call.
-    public func span(_ first: String, through last: String) -> (start: UnsafeMutablePointer<T>, count: Int) {
-        let a = entry(first), b = entry(last)
-        precondition(a.offset <= b.offset, "arena span: \(first) is declared after \(last)")
-        return (storage.data + a.offset, b.offset + b.count - a.offset)
-    }
 }
