@@ -6,8 +6,10 @@ import PackageDescription
 //   CBLAS, CImageCodecs          system-library shims
 //   PatchGuardCore               ← CBLAS: Tensor, Arena, RNG, parallelFor, errors, atomic files, safetensors, GEMM
 //   PatchGuardImage              ← Core, CImageCodecs: image type, I/O, resize, filters, masks, components, colour maps
+//   PatchGuardKernels            ← Core: the Kernels protocol (every forward/backward pair, losses, AdamW update,
+//                                  buffer utilities); CPU (OpenBLAS) and plain reference backends
 //   PatchGuardMetrics            ← Core: AUROC, ROC, AUPRO, F1
-//   PatchGuardNN                 ← Core: ops, ViT, attention discriminator, losses, AdamW
+//   PatchGuardNN                 ← Core, Kernels: ViT, attention discriminator, AdamW state (math via Kernels)
 //   PatchGuardData               ← Core, Image: MVTec-layout scanning, loading, batching, generated data
 //   PatchGuardMethod             ← Core, Image, NN, Data: PatchGuard model + checkpoint, pseudo-anomaly synthesis,
 //                                  foreground masks (border, Grad-CAM), scoring, the detector protocol, PGD
@@ -38,7 +40,9 @@ let package = Package(
                 swiftSettings: optimized),
         .target(name: "PatchGuardImage", dependencies: ["PatchGuardCore", "CImageCodecs"], swiftSettings: optimized),
         .target(name: "PatchGuardMetrics", dependencies: ["PatchGuardCore"], swiftSettings: optimized),
-        .target(name: "PatchGuardNN", dependencies: ["PatchGuardCore"], swiftSettings: optimized),
+        // The forward/backward pairs behind one protocol (`Kernels`): CPU (OpenBLAS) and plain reference backends.
+        .target(name: "PatchGuardKernels", dependencies: ["PatchGuardCore"], swiftSettings: optimized),
+        .target(name: "PatchGuardNN", dependencies: ["PatchGuardCore", "PatchGuardKernels"], swiftSettings: optimized),
         .target(name: "PatchGuardData", dependencies: ["PatchGuardCore", "PatchGuardImage"], swiftSettings: optimized),
         .target(name: "PatchGuardMethod",
                 dependencies: ["PatchGuardCore", "PatchGuardImage", "PatchGuardNN", "PatchGuardData"],
@@ -55,12 +59,13 @@ let package = Package(
         .testTarget(name: "PatchGuardCoreTests", dependencies: ["PatchGuardCore"]),
         // Central-difference gradient checks shared by the NN and method test targets.
         .target(name: "GradCheckSupport", dependencies: ["PatchGuardCore"], path: "Tests/GradCheckSupport"),
+        .testTarget(name: "PatchGuardKernelsTests", dependencies: ["PatchGuardKernels", "GradCheckSupport"]),
         .testTarget(name: "PatchGuardNNTests", dependencies: ["PatchGuardNN", "GradCheckSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "PatchGuardImageTests", dependencies: ["PatchGuardImage"]),
         .testTarget(name: "PatchGuardDataTests", dependencies: ["PatchGuardData", "PatchGuardImage"]),
         .testTarget(name: "PatchGuardTests",
                     dependencies: ["PatchGuardJobs", "PatchGuardMethod", "PatchGuardMetrics", "PatchGuardImage",
-                                   "PatchGuardData", "PatchGuardNN", "GradCheckSupport"]),
+                                   "PatchGuardData", "PatchGuardNN", "PatchGuardKernels", "GradCheckSupport"]),
     ],
     // Swift 5 language mode: the numeric kernels share raw buffers across `parallelFor` workers by design
     // (disjoint writes), which Swift 6's strict sendability checking cannot express without noise.

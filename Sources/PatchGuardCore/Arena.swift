@@ -14,8 +14,9 @@ public final class Arena<T: NNScalar>: @unchecked Sendable {
     private var index: [String: Int] = [:]
     public private(set) var storage: Tensor<T>
 
-    /// Declares the layout; memory is allocated once, zero-filled.
-    public init(layout: [(name: String, shape: [Int])]) {
+    /// Declares the layout; memory is allocated once, zero-filled, by `allocator` (the model's backend; host memory
+    /// by default).
+    public init(layout: [(name: String, shape: [Int])], allocator: any BufferAllocator = HostAllocator.shared) {
         var offset = 0
         for (name, shape) in layout {
             precondition(index[name] == nil, "duplicate arena entry \(name)")
@@ -23,12 +24,13 @@ public final class Arena<T: NNScalar>: @unchecked Sendable {
             entries.append(Entry(name: name, shape: shape, offset: offset))
             offset += (shape.reduce(1, *) + 15) / 16 * 16
         }
-        storage = Tensor(shape: [offset])
+        storage = Tensor(shape: [offset], allocator: allocator)
     }
 
     /// An arena with the same layout (e.g. gradients or AdamW moments for a parameter arena).
-    public convenience init(sameLayoutAs other: Arena<some NNScalar>) {
-        self.init(layout: other.entries.map { ($0.name, $0.shape) })
+    public convenience init(sameLayoutAs other: Arena<some NNScalar>,
+                            allocator: any BufferAllocator = HostAllocator.shared) {
+        self.init(layout: other.entries.map { ($0.name, $0.shape) }, allocator: allocator)
     }
 
     public var totalCount: Int { storage.count }
@@ -48,4 +50,5 @@ public final class Arena<T: NNScalar>: @unchecked Sendable {
     public func pointer(_ name: String) -> UnsafeMutablePointer<T> { storage.data + entry(name).offset }
 
     public func zero() { storage.zero() }
+
 }

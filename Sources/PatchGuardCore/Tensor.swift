@@ -12,15 +12,16 @@ public final class Tensor<T: NNScalar>: @unchecked Sendable {
     public private(set) var shape: [Int]
     public let capacity: Int
     public let data: UnsafeMutablePointer<T>
+    /// Where `data` came from (and goes back to in `deinit`).
+    public let allocator: any BufferAllocator
 
-    /// A zero-filled tensor of `shape`.
-    public init(shape: [Int]) {
+    /// A zero-filled tensor of `shape`, allocated by `allocator` (host memory by default).
+    public init(shape: [Int], allocator: any BufferAllocator = HostAllocator.shared) {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
         self.shape = shape
         self.capacity = shape.reduce(1, *)
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 1) * MemoryLayout<T>.stride, alignment: 64)
-        data = raw.bindMemory(to: T.self, capacity: max(capacity, 1))
-        data.initialize(repeating: 0, count: max(capacity, 1))
+        self.allocator = allocator
+        data = allocator.allocate(T.self, count: capacity)
     }
 
     public convenience init(shape: [Int], values: [T]) {
@@ -34,7 +35,7 @@ public final class Tensor<T: NNScalar>: @unchecked Sendable {
         data.update(repeating: value, count: capacity)
     }
 
-    deinit { UnsafeMutableRawPointer(data).deallocate() }
+    deinit { allocator.deallocate(data) }
 
     public var count: Int { shape.reduce(1, *) }
     public var buffer: UnsafeMutableBufferPointer<T> { UnsafeMutableBufferPointer(start: data, count: count) }

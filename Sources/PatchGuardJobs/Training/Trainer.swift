@@ -71,6 +71,7 @@ public final class Trainer {
         let samples = try loadTrainingSet()
         var rng = SeededRNG(seed: config.seed)
         let model = try PatchGuardModel<Float>(config: config, using: &rng)
+        let optimizer = PatchGuardOptimizerState(model: model, weightDecay: config.train.weightDecay)
         if !config.model.weights.isEmpty && !resume {
             let warnings = try model.loadBackboneWeights(path: config.model.weights)
             run.log("backbone weights: \(config.model.weights)")
@@ -82,7 +83,7 @@ public final class Trainer {
             guard FileManager.default.fileExists(atPath: checkpointPath) else {
                 throw PatchGuardError.io(path: checkpointPath, reason: "no checkpoint to resume from")
             }
-            let state = try model.loadCheckpoint(path: checkpointPath)
+            let state = try model.loadCheckpoint(path: checkpointPath, optimizer: optimizer)
             startEpoch = state.epoch
             history = try readHistory().filter { $0.epoch <= startEpoch }
             run.log("resuming after epoch \(startEpoch) from \(checkpointPath)")
@@ -155,7 +156,7 @@ public final class Trainer {
                     batchBCE += parts.bce; batchReg += parts.reg
                     bar.advance(B, info: String(format: "loss %.4f", (sumBCE + sumReg + (batchBCE + batchReg) * Double(B)) / Double(seen + B)))
                 }
-                model.optimizerStep(lr: lr)
+                optimizer.step(model: model, lr: lr)
                 sumBCE += batchBCE * Double(B); sumReg += batchReg * Double(B); seen += B
                 batchesDone += 1
             }
@@ -169,7 +170,7 @@ public final class Trainer {
                            record.imagesPerSecond))
             let last = epoch + 1 == config.train.epochs
             if last || (config.train.checkpointEvery > 0 && (epoch + 1) % config.train.checkpointEvery == 0) {
-                try model.saveCheckpoint(path: checkpointPath, epoch: epoch + 1, config: config)
+                try model.saveCheckpoint(path: checkpointPath, epoch: epoch + 1, config: config, optimizer: optimizer)
                 try writeHistory(history)
             }
         }

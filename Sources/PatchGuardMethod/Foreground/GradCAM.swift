@@ -186,10 +186,10 @@ extension GradCAM {
     /// Runs the model forward and back for one batch and captures the patch tokens of block `layer` at `site`
     /// and the target's gradient on them.
     ///
-    /// The ViT backward (``ViT/backward(dFeatures:dAttention:dLogits:dBlockOutputs:computeParameterGradients:dImage:blockOutputGradients:)``,
-    /// no parameter gradients) stops at block `layer`'s output. For ``GradCAMSite/norm1`` the gradient is then
-    /// carried through block `layer`'s own MLP and attention branches down to its `norm1` output by
-    /// ``norm1Gradient(model:dOut:layer:)``.
+    /// The ViT backward (``ViT/backward(dFeatures:dAttention:dLogits:dBlockOutputs:computeParameterGradients:dImage:blockOutputGradients:norm1Gradients:)``,
+    /// no parameter gradients) captures the gradient at the site with its capture hook (`norm1Gradients` or
+    /// `blockOutputGradients`) and stops there: at block `layer`'s output, or for ``GradCAMSite/norm1`` after
+    /// block `layer`'s own MLP and attention branches, at its `norm1` output.
     ///
     /// - Parameters:
     ///   - model: a ViT with a head (`numClasses > 0`); its parameter gradients are not touched.
@@ -213,82 +213,27 @@ extension GradCAM {
         let dLogits = Tensor<T>(shape: [batch, K])
         let (targets, scores) = try targetGradient(dLogits.data, logits.data, batch: batch, classes: K, target: target)
 
-        let dBlock = Tensor<T>(shape: [batch, N, C])
-        try model.backward(dLogits: UnsafePointer(dLogits.data), computeParameterGradients: false,
-                           blockOutputGradients: [l: dBlock.data])
-        let acts: UnsafePointer<T>, grads: UnsafePointer<T>
-        var keep: Tensor<T>? = nil
+        // The ViT backward (no parameter gradients) writes the target's gradient at the site and stops there.
+        let dSite = Tensor<T>(shape: [batch, N, C])
+        let acts: UnsafePointer<T>
         switch site {
         case .residual:
+            try model.backward(dLogits: UnsafePointer(dLogits.data), computeParameterGradients: false,
+                               blockOutputGradients: [l: dSite.data])
             acts = UnsafePointer(model.blockOutput(layer: l).data)
-            grads = UnsafePointer(dBlock.data)
         case .norm1:
-            acts = UnsafePointer(model.activations.pointer("blocks.\(l - 1).ln1"))
-            let dLN1 = norm1Gradient(model: model, dOut: dBlock.data, layer: l)
-            keep = dLN1
-            grads = UnsafePointer(dLN1.data)
+            try model.backward(dLogits: UnsafePointer(dLogits.data), computeParameterGradients: false,
+                               norm1Gradients: [l: dSite.data])
+            acts = UnsafePointer(model.norm1Output(layer: l).data)
         }
+        let grads = UnsafePointer(dSite.data)
         let activations = Tensor<T>(shape: [batch, Np, C]), gradients = Tensor<T>(shape: [batch, Np, C])
         for b in 0..<batch {
             activations.data.advanced(by: b * Np * C).update(from: acts + (b * N + skip) * C, count: Np * C)
             gradients.data.advanced(by: b * Np * C).update(from: grads + (b * N + skip) * C, count: Np * C)
         }
-        withExtendedLifetime(keep) {}
         return GradCAMCapture(activations: activations, gradients: gradients, logits: logits, targets: targets,
                               scores: scores, gridSize: cfg.gridSize, layer: l)
-    }
-
-    /// `∂s/∂(norm1 output of block l)` (B, N, C) from `dOut = ∂s/∂(output of block l)` (B, N, C), through the
-    /// block's branches (the last forward's activations, no parameter gradients):
-    /// ```
-    /// out = x2 + ls2 ⊙ fc2(GELU(fc1(norm2(x2))))   →  dX2 = dOut + norm2ᵀ(fc1ᵀ(GELU'(fc2ᵀ(ls2 ⊙ dOut))))
-    /// x2  = x + ls1 ⊙ proj(Attention(qkv(ln1)))     →  dLN1 = qkvᵀ(Attentionᵀ(projᵀ(ls1 ⊙ dX2)))
-    /// ```
-    /// (the skip path `x → x2` bypasses `ln1`, so it does not enter). The same calls as the block's part of
-    /// `ViT.backward`, in the same order.
-    // TODO(vit): drop this replay once `ViT.backward` can capture the gradient on a block's norm1 output itself
-    // (see the report of the Grad-CAM issue); it reads the ViT's activation arena by name.
-    public static func norm1Gradient<T: NNScalar>(model: ViT<T>, dOut: UnsafePointer<T>, layer l: Int) -> Tensor<T> {
-        let cfg = model.config, B = model.batch
-        let N = cfg.numTokens, C = cfg.dim, NH = cfg.heads, HD = cfg.mlpHidden, BN = B * N
-        let p = model.parameters.pointer, a = model.activations.pointer
-        let b = "blocks.\(l - 1)."
-        let ls = cfg.hasLayerScale
-        // MLP branch: dX2 = dOut + d(branch)/dX2.
-        let dX2 = Tensor<T>(shape: [B, N, C])
-        dX2.data.update(from: dOut, count: BN * C)
-        let dFC2 = Tensor<T>(shape: [B, N, C])
-        if ls {
-            Residual.backward(nil, dFC2.data, nil, dOut, a(b + "fc2"), p(b + "ls2.gamma"), rows: BN, channels: C)
-        } else {
-            dFC2.data.update(from: dOut, count: BN * C)
-        }
-        let dGELU = Tensor<T>(shape: [B, N, HD]), dFC1 = Tensor<T>(shape: [B, N, HD])
-        Linear.backward(dGELU.data, nil, nil, dFC2.data, a(b + "gelu"), p(b + "mlp.fc2.weight"), rows: BN,
-                        inFeatures: HD, outFeatures: C)
-        GELU.backward(dFC1.data, dGELU.data, a(b + "fc1"), count: BN * HD)
-        let dLN2 = Tensor<T>(shape: [B, N, C])
-        Linear.backward(dLN2.data, nil, nil, dFC1.data, a(b + "ln2"), p(b + "mlp.fc1.weight"), rows: BN,
-                        inFeatures: C, outFeatures: HD)
-        LayerNorm.backward(dX2.data, nil, nil, dLN2.data, a(b + "x2"), p(b + "norm2.weight"), a(b + "ln2.mean"),
-                           a(b + "ln2.rstd"), rows: BN, channels: C)
-        // Attention branch down to the norm1 output.
-        let dProj = Tensor<T>(shape: [B, N, C])
-        if ls {
-            Residual.backward(nil, dProj.data, nil, dX2.data, a(b + "proj"), p(b + "ls1.gamma"), rows: BN, channels: C)
-        } else {
-            dProj.data.update(from: dX2.data, count: BN * C)
-        }
-        let dAttnOut = Tensor<T>(shape: [B, N, C]), dQKV = Tensor<T>(shape: [B, N, 3 * C])
-        let dScores = Tensor<T>(shape: [B, NH, N, N])
-        Linear.backward(dAttnOut.data, nil, nil, dProj.data, a(b + "attn.out"), p(b + "attn.proj.weight"), rows: BN,
-                        inFeatures: C, outFeatures: C)
-        Attention.backward(dQKV.data, dScores.data, dAttnOut.data, nil, a(b + "qkv"), a(b + "attn.probs"), batch: B,
-                           tokens: N, channels: C, heads: NH)
-        let dLN1 = Tensor<T>(shape: [B, N, C])
-        Linear.backward(dLN1.data, nil, nil, dQKV.data, a(b + "ln1"), p(b + "attn.qkv.weight"), rows: BN,
-                        inFeatures: C, outFeatures: 3 * C)
-        return dLN1
     }
 
     /// The pre-ReLU map (B, Np) of a capture, in the capture's scalar type.

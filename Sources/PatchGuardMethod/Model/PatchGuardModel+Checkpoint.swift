@@ -16,16 +16,21 @@ extension PatchGuardModel {
         public var optimizerStep: Int
     }
 
-    public func saveCheckpoint(path: String, epoch: Int, arch: String, configJSON: String) throws {
+    /// Writes parameters, the optimizer state when given (moments and step; without one, no moments and step 0),
+    /// and metadata (`arch`, `image_size` and the resolved job config as JSON, which jobs read back).
+    public func saveCheckpoint(path: String, epoch: Int, arch: String, configJSON: String,
+                               optimizer: PatchGuardOptimizerState<T>? = nil) throws {
         var w = SafeTensorsWriter()
         func add(_ arena: Arena<T>, prefix: String) {
             for e in arena.entries { w.add(prefix + e.name, shape: e.shape, values: UnsafeBufferPointer(arena[e.name].buffer)) }
         }
         add(vit.parameters, prefix: ""); add(discriminator.params, prefix: "")
-        add(vitM, prefix: "optimizer.m."); add(vitV, prefix: "optimizer.v.")
-        add(discM, prefix: "optimizer.m."); add(discV, prefix: "optimizer.v.")
+        if let optimizer {
+            add(optimizer.vit.m, prefix: "optimizer.m."); add(optimizer.vit.v, prefix: "optimizer.v.")
+            add(optimizer.discriminator.m, prefix: "optimizer.m."); add(optimizer.discriminator.v, prefix: "optimizer.v.")
+        }
         w.metadata = [
-            "format": Self.checkpointFormat, "epoch": "\(epoch)", "optimizer_step": "\(vitOptimizer.step)",
+            "format": Self.checkpointFormat, "epoch": "\(epoch)", "optimizer_step": "\(optimizer?.step ?? 0)",
             "arch": arch, "image_size": "\(imageSize)",
             "config": configJSON,
         ]
@@ -33,9 +38,10 @@ extension PatchGuardModel {
     }
 
     /// Restores parameters (and, when present, optimizer moments and step) from a checkpoint written by
-    /// ``saveCheckpoint(path:epoch:arch:configJSON:)``. A missing or misshapen tensor throws naming it.
+    /// ``saveCheckpoint(path:epoch:arch:configJSON:optimizer:)`` into the model and, when given, `optimizer`. A
+    /// missing or misshapen tensor throws naming it.
     @discardableResult
-    public func loadCheckpoint(path: String) throws -> CheckpointState {
+    public func loadCheckpoint(path: String, optimizer: PatchGuardOptimizerState<T>? = nil) throws -> CheckpointState {
         let file = try SafeTensorsFile.load(path: path)
         func load(_ arena: Arena<T>, prefix: String, required: Bool) throws {
             for e in arena.entries {
@@ -52,10 +58,14 @@ extension PatchGuardModel {
         }
         try load(vit.parameters, prefix: "", required: true)
         try load(discriminator.params, prefix: "", required: true)
-        try load(vitM, prefix: "optimizer.m.", required: false); try load(vitV, prefix: "optimizer.v.", required: false)
-        try load(discM, prefix: "optimizer.m.", required: false); try load(discV, prefix: "optimizer.v.", required: false)
         let step = Int(file.metadata["optimizer_step"] ?? "") ?? 0
-        vitOptimizer.step = step; discOptimizer.step = step
+        if let optimizer {
+            try load(optimizer.vit.m, prefix: "optimizer.m.", required: false)
+            try load(optimizer.vit.v, prefix: "optimizer.v.", required: false)
+            try load(optimizer.discriminator.m, prefix: "optimizer.m.", required: false)
+            try load(optimizer.discriminator.v, prefix: "optimizer.v.", required: false)
+            optimizer.step = step
+        }
         return CheckpointState(epoch: Int(file.metadata["epoch"] ?? "") ?? 0, optimizerStep: step)
     }
 

@@ -5,10 +5,12 @@ import PatchGuardNN
 import PatchGuardData
 
 /// The PatchGuard detector: ViT backbone → final-normed patch tokens of the feature layer(s) (concatenated along
-/// channels) → attention discriminator → one logit per patch. Owns the AdamW state of both parts.
+/// channels) → attention discriminator → one logit per patch. The optimizer state lives outside the model
+/// (``PatchGuardOptimizerState``, owned by the trainer). All maths goes through ``kernels``.
 ///
 /// Shapes: images (B, 3, S, S) in [0,1]; features (B, Np, C·L) for L feature layers; logits (B, Np).
-/// Training passes add into the gradient arenas; ``zeroGradients()`` and ``optimizerStep(lr:)`` bracket a step.
+/// Training passes add into the gradient arenas; ``zeroGradients()`` and ``PatchGuardOptimizerState/step(model:lr:)``
+/// bracket a step.
 public final class PatchGuardModel<T: NNScalar> {
     public let vit: ViT<T>
     public let discriminator: AttentionDiscriminator<T>
@@ -22,8 +24,8 @@ public final class PatchGuardModel<T: NNScalar> {
     let dim: Int
     let prefixTokens: Int
 
-    var vitOptimizer: AdamW, discOptimizer: AdamW
-    let vitM: Arena<T>, vitV: Arena<T>, discM: Arena<T>, discV: Arena<T>
+    /// The backend of both networks.
+    public let kernels: any Kernels<T>
 
     // Scratch for one chunk of ≤ maxBatch images.
     let features: Tensor<T>     // (B, Np, C·L)
@@ -34,9 +36,11 @@ public final class PatchGuardModel<T: NNScalar> {
 
     /// Builds a randomly initialised model (timm init for the ViT, PyTorch init for the discriminator).
     /// `backbone` replaces the `model.arch` preset (tests use tiny irregular shapes). Jobs build it from a whole
-    /// job config with `init(config:maxBatch:backbone:using:)`.
+    /// job config with `init(config:maxBatch:backbone:using:kernels:)`.
     public init(model modelConfig: ModelConfig, train trainConfig: TrainConfig, imageSize size: Int, maxBatch: Int? = nil,
-                backbone: ViTConfig? = nil, using rng: inout SeededRNG) throws {
+                backbone: ViTConfig? = nil, using rng: inout SeededRNG, kernels: (any Kernels<T>)? = nil) throws {
+        let k = kernels ?? Backend.cpu.kernels(T.self)
+        self.kernels = k
         let vitConfig = try backbone ?? ViTConfig.preset(modelConfig.arch, imageSize: size)
         guard size % vitConfig.patchSize == 0 else {
             throw PatchGuardError.config("data.image_size \(size) is not a multiple of the patch size " +
@@ -55,7 +59,7 @@ public final class PatchGuardModel<T: NNScalar> {
         regLayers = trainConfig.regLayers
         regWeights = trainConfig.regWeights
         self.maxBatch = maxBatch ?? max(trainConfig.batchSize, 8)
-        vit = try ViT<T>(config: vitConfig, maxBatch: self.maxBatch)
+        vit = try ViT<T>(config: vitConfig, maxBatch: self.maxBatch, kernels: k)
         vit.initializeParameters(using: &rng)
         self.imageSize = size
         patchSize = vitConfig.patchSize
@@ -66,18 +70,15 @@ public final class PatchGuardModel<T: NNScalar> {
         let d = modelConfig.discriminator
         discriminator = try AttentionDiscriminator<T>(
             config: .init(dim: dim * featureLayers.count, numPatches: numPatches, layers: d.layers, heads: d.heads,
-                          hidden: d.hidden, dropout: d.dropout), using: &rng)
-        vitOptimizer = AdamW(weightDecay: trainConfig.weightDecay)
-        discOptimizer = AdamW(weightDecay: trainConfig.weightDecay)
-        vitM = Arena(sameLayoutAs: vit.parameters); vitV = Arena(sameLayoutAs: vit.parameters)
-        discM = Arena(sameLayoutAs: discriminator.params); discV = Arena(sameLayoutAs: discriminator.params)
+                          hidden: d.hidden, dropout: d.dropout), using: &rng, kernels: k)
         let L = featureLayers.count, B = self.maxBatch, np = grid * grid, C = vitConfig.dim
         let N = np + 1 + vitConfig.numRegisters
-        features = Tensor(shape: [B, np, C * L])
-        dFeatures = Tensor(shape: [B, np, C * L])
-        dFeatureLayers = L > 1 ? (0..<L).map { _ in Tensor(shape: [B, np, C]) } : []
-        dLogits = Tensor(shape: [B, np])
-        dAttention = trainConfig.regLayers.map { _ in Tensor(shape: [B, vitConfig.heads, N, N]) }
+        let alloc = k.allocator
+        features = Tensor(shape: [B, np, C * L], allocator: alloc)
+        dFeatures = Tensor(shape: [B, np, C * L], allocator: alloc)
+        dFeatureLayers = L > 1 ? (0..<L).map { _ in Tensor(shape: [B, np, C], allocator: alloc) } : []
+        dLogits = Tensor(shape: [B, np], allocator: alloc)
+        dAttention = trainConfig.regLayers.map { _ in Tensor(shape: [B, vitConfig.heads, N, N], allocator: alloc) }
     }
 
     public var summary: String {
@@ -96,10 +97,9 @@ public final class PatchGuardModel<T: NNScalar> {
         if featureLayers.count == 1 { return UnsafePointer(vit.features(layer: featureLayers[0]).data) }
         let L = featureLayers.count, C = dim
         for (li, l) in featureLayers.enumerated() {
-            let f = vit.features(layer: l).data
-            for r in 0..<(B * numPatches) {
-                (features.data + r * C * L + li * C).update(from: f + r * C, count: C)
-            }
+            // features[:, :, li·C ..< (li+1)·C] = features of layer l (B·Np rows)
+            kernels.copy2D(features.data + li * C, dstStride: C * L, vit.features(layer: l).data, srcStride: C,
+                           rows: B * numPatches, columns: C)
         }
         return UnsafePointer(features.data)
     }
@@ -114,7 +114,8 @@ public final class PatchGuardModel<T: NNScalar> {
             let L = featureLayers.count, C = dim
             for (li, l) in featureLayers.enumerated() {
                 let d = dFeatureLayers[li].data
-                for r in 0..<(B * numPatches) { d.advanced(by: r * C).update(from: dFeatures.data + r * C * L + li * C, count: C) }
+                kernels.copy2D(d, dstStride: C, dFeatures.data + li * C, srcStride: C * L, rows: B * numPatches,
+                               columns: C)
                 dF[l] = UnsafePointer(d)
             }
         }
@@ -131,21 +132,23 @@ public final class PatchGuardModel<T: NNScalar> {
             labels.withUnsafeBufferPointer { lab in
                 let feats = backboneForward(img.baseAddress!, batch: B, attention: !regLayers.isEmpty)
                 let logits = discriminator.forward(features: feats, batch: B, training: true, using: &rng)
-                let bce = PatchBCE.forward(logits, lab.baseAddress!, batch: B, patches: numPatches)
+                let k = kernels
+                let bce = k.patchBCEForward(logits, lab.baseAddress!, batch: B, patches: numPatches)
                 let N = numPatches + prefixTokens, NH = vit.config.heads
                 var reg = 0.0
                 var dAttn: [Int: UnsafePointer<T>] = [:]
                 for (i, l) in regLayers.enumerated() where regWeights[i] != 0 {
                     let a = vit.attention(layer: l).data
-                    reg += regWeights[i] * AttentionKL.forward(a, batch: B, heads: NH, tokens: N, prefix: prefixTokens)
+                    reg += regWeights[i] * k.attentionKLForward(a, batch: B, heads: NH, tokens: N, prefix: prefixTokens)
                     let d = dAttention[i].data
-                    d.update(repeating: 0, count: B * NH * N * N)
-                    AttentionKL.backward(d, a, batch: B, heads: NH, tokens: N, prefix: prefixTokens, weight: regWeights[i])
+                    k.zero(d, count: B * NH * N * N)
+                    k.attentionKLBackward(d, a, batch: B, heads: NH, tokens: N, prefix: prefixTokens,
+                                          weight: regWeights[i])
                     dAttn[l] = UnsafePointer(d)
                 }
-                dLogits.data.update(repeating: 0, count: B * numPatches)
-                PatchBCE.backward(dLogits.data, logits, lab.baseAddress!, batch: B, patches: numPatches)
-                dFeatures.data.update(repeating: 0, count: B * numPatches * dim * featureLayers.count)
+                k.zero(dLogits.data, count: B * numPatches)
+                k.patchBCEBackward(dLogits.data, logits, lab.baseAddress!, batch: B, patches: numPatches, weight: 1)
+                k.zero(dFeatures.data, count: B * numPatches * dim * featureLayers.count)
                 discriminator.backward(dLogits: dLogits.data, dFeatures: dFeatures.data)
                 backboneBackward(batch: B, dAttention: dAttn, parameters: true, dImage: dImage)
                 return (bce, reg)
@@ -155,16 +158,37 @@ public final class PatchGuardModel<T: NNScalar> {
 
     // MARK: optimisation
 
+    /// Zeroes both gradient arenas (once per step, before the step's passes).
     public func zeroGradients() {
-        vit.gradients.zero()
-        discriminator.grads.zero()
+        kernels.zero(vit.gradients.storage.data, count: vit.gradients.totalCount)
+        kernels.zero(discriminator.grads.storage.data, count: discriminator.grads.totalCount)
+    }
+}
+
+/// AdamW state of a ``PatchGuardModel``'s two parts, outside the model: the trainer owns it and checkpoints save
+/// it (``PatchGuardModel/saveCheckpoint(path:epoch:config:optimizer:)``). Both parts step together, so they share
+/// one step count.
+public final class PatchGuardOptimizerState<T: NNScalar> {
+    public let vit: AdamWState<T>
+    public let discriminator: AdamWState<T>
+
+    public init(model: PatchGuardModel<T>, weightDecay: Double) {
+        vit = AdamWState(parameters: model.vit.parameters, weightDecay: weightDecay, allocator: model.kernels.allocator)
+        discriminator = AdamWState(parameters: model.discriminator.params, weightDecay: weightDecay,
+                                   allocator: model.kernels.allocator)
     }
 
-    public func optimizerStep(lr: Double) {
-        vitOptimizer.update(params: vit.parameters.storage.data, grads: vit.gradients.storage.data,
-                            m: vitM.storage.data, v: vitV.storage.data, count: vit.parameters.totalCount, lr: lr)
-        discOptimizer.update(params: discriminator.params.storage.data, grads: discriminator.grads.storage.data,
-                             m: discM.storage.data, v: discV.storage.data, count: discriminator.params.totalCount, lr: lr)
+    /// Steps taken so far.
+    public var step: Int {
+        get { vit.step }
+        set { vit.step = newValue; discriminator.step = newValue }
+    }
+
+    /// One AdamW step on the ViT and the discriminator from their accumulated gradients.
+    public func step(model: PatchGuardModel<T>, lr: Double) {
+        vit.update(parameters: model.vit.parameters, gradients: model.vit.gradients, lr: lr, kernels: model.kernels)
+        discriminator.update(parameters: model.discriminator.params, gradients: model.discriminator.grads, lr: lr,
+                             kernels: model.kernels)
     }
 }
 
@@ -176,7 +200,7 @@ extension PatchGuardModel: PatchDetector where T == Float {
 
     public func inputGradient(_ images: UnsafePointer<Float>, batch: Int, dLogits upstream: UnsafePointer<Float>,
                               dImages: UnsafeMutablePointer<Float>) -> [Float] {
-        dImages.update(repeating: 0, count: batch * 3 * imageSize * imageSize)
+        kernels.zero(dImages, count: batch * 3 * imageSize * imageSize)
         return evaluationPass(images, batch: batch, upstream: upstream, dImages: dImages)
     }
 
@@ -194,7 +218,7 @@ extension PatchGuardModel: PatchDetector where T == Float {
             let logits = discriminator.forward(features: feats, batch: B, training: false, using: &noDropout)
             out += UnsafeBufferPointer(start: logits, count: B * numPatches)
             if let upstream, let dImages {
-                dFeatures.data.update(repeating: 0, count: B * numPatches * dim * featureLayers.count)
+                kernels.zero(dFeatures.data, count: B * numPatches * dim * featureLayers.count)
                 discriminator.backward(dLogits: upstream + start * numPatches, dFeatures: dFeatures.data,
                                        computeParameterGradients: false)
                 backboneBackward(batch: B, dAttention: [:], parameters: false, dImage: dImages + start * stride)

@@ -13,7 +13,9 @@ import PatchGuardCore
 ///
 /// Shape legend: `B` batch, `Np` patches, `C` feature channels, `H` MLP hidden, `NH` heads, `R = B·Np` rows.
 /// Parameter names follow the official PyTorch module (`discriminator.…`), so its state dict maps one to one.
-/// Backward *adds* into `grads` and into `dFeatures`; the caller zeroes gradients once per step.
+/// Backward *adds* into `grads` and into `dFeatures`; the caller zeroes gradients once per step. All maths goes
+/// through ``kernels``; buffers are typed views (``DiscriminatorParameters``, ``DiscriminatorActivations``) into
+/// arenas from the kernels' allocator.
 /// `forward`/`backward` are exported specialised for Float and Double: callers in other modules would otherwise run
 /// the unspecialised generic body, whose element-wise loops go through protocol witnesses.
 public final class AttentionDiscriminator<T: NNScalar> {
@@ -34,29 +36,22 @@ public final class AttentionDiscriminator<T: NNScalar> {
     public let config: Config
     public let params: Arena<T>
     public let grads: Arena<T>
+    /// The backend every call goes through; the arenas come from its allocator.
+    public let kernels: any Kernels<T>
+    /// Typed views into ``params`` and ``grads`` (built once at init).
+    public let paramViews: DiscriminatorParameters<T>
+    public let gradViews: DiscriminatorParameters<T>
     public private(set) var maxBatch = 0
-
-    /// Activations of one block for `maxBatch` images (a smaller batch uses a prefix).
-    final class BlockActs {
-        let qkv, attn, probs, maskP, dropped, proj, mask1, s, y, mean, rstd, h, g, maskH, gd, m, mask2, z: Tensor<T>
-        init(r: Int, b: Int, np: Int, c: Int, hid: Int, nh: Int) {
-            qkv = Tensor(shape: [r, 3 * c]); attn = Tensor(shape: [r, c]); probs = Tensor(shape: [b, nh, np, np])
-            maskP = Tensor(shape: [b, nh, np, np]); dropped = Tensor(shape: [b, nh, np, np])
-            proj = Tensor(shape: [r, c]); mask1 = Tensor(shape: [r, c]); s = Tensor(shape: [r, c])
-            y = Tensor(shape: [r, c]); mean = Tensor(shape: [r]); rstd = Tensor(shape: [r])
-            h = Tensor(shape: [r, hid]); g = Tensor(shape: [r, hid]); maskH = Tensor(shape: [r, hid])
-            gd = Tensor(shape: [r, hid]); m = Tensor(shape: [r, c]); mask2 = Tensor(shape: [r, c]); z = Tensor(shape: [r, c])
-        }
-    }
-    var blocks: [BlockActs] = []
-    var x0 = Tensor<T>(shape: [0])        // (B, Np, C) features + pos
-    public private(set) var logits = Tensor<T>(shape: [0])   // (B, Np)
-    // Backward scratch.
-    var dZ = Tensor<T>(shape: [0]), dY = Tensor<T>(shape: [0]), dS = Tensor<T>(shape: [0])
-    var dH = Tensor<T>(shape: [0]), dG = Tensor<T>(shape: [0]), dProj = Tensor<T>(shape: [0])
-    var dAttn = Tensor<T>(shape: [0]), dQKV = Tensor<T>(shape: [0]), dScores = Tensor<T>(shape: [0])
+    /// Activations and backward scratch for `maxBatch` images (a smaller batch uses a prefix); regrown by a larger batch.
+    var activations: Arena<T>?
+    var acts: DiscriminatorActivations<T>?
     var lastBatch = 0
     var lastTraining = false
+
+    /// Patch logits (B, Np) of the last forward.
+    public var logits: TensorView<T> {
+        TensorView(acts?.logits ?? UnsafeMutablePointer<T>(bitPattern: 64)!, shape: [lastBatch * config.numPatches])
+    }
 
     public static func parameterLayout(_ c: Config) -> [(name: String, shape: [Int])] {
         let C = c.dim, H = c.hidden
@@ -74,7 +69,7 @@ public final class AttentionDiscriminator<T: NNScalar> {
     }
 
     /// A discriminator initialised as PyTorch initialises the official module (seeded).
-    public init(config: Config, using rng: inout SeededRNG) throws {
+    public init(config: Config, using rng: inout SeededRNG, kernels: (any Kernels<T>)? = nil) throws {
         guard config.dim % config.heads == 0 else {
             throw PatchGuardError.invalidArgument("discriminator: dim \(config.dim) is not divisible by heads \(config.heads)")
         }
@@ -82,8 +77,12 @@ public final class AttentionDiscriminator<T: NNScalar> {
             throw PatchGuardError.invalidArgument("discriminator: dropout must be in [0, 1), got \(config.dropout)")
         }
         self.config = config
-        params = Arena(layout: Self.parameterLayout(config))
-        grads = Arena(sameLayoutAs: params)
+        let k = kernels ?? Backend.cpu.kernels(T.self)
+        self.kernels = k
+        params = Arena(layout: Self.parameterLayout(config), allocator: k.allocator)
+        grads = Arena(sameLayoutAs: params, allocator: k.allocator)
+        paramViews = DiscriminatorParameters(params, config: config)
+        gradViews = DiscriminatorParameters(grads, config: config)
         let C = Double(config.dim), H = Double(config.hidden)
         rng.fillNormal(params["discriminator.positional_encodings"].buffer, std: 1)
         for l in 0..<config.layers {
@@ -104,15 +103,9 @@ public final class AttentionDiscriminator<T: NNScalar> {
     func ensureCapacity(_ batch: Int) {
         guard batch > maxBatch else { return }
         maxBatch = batch
-        let c = config, r = batch * c.numPatches
-        blocks = (0..<c.layers).map { _ in
-            BlockActs(r: r, b: batch, np: c.numPatches, c: c.dim, hid: c.hidden, nh: c.heads)
-        }
-        x0 = Tensor(shape: [r, c.dim]); logits = Tensor(shape: [r])
-        dZ = Tensor(shape: [r, c.dim]); dY = Tensor(shape: [r, c.dim]); dS = Tensor(shape: [r, c.dim])
-        dH = Tensor(shape: [r, c.hidden]); dG = Tensor(shape: [r, c.hidden]); dProj = Tensor(shape: [r, c.dim])
-        dAttn = Tensor(shape: [r, c.dim]); dQKV = Tensor(shape: [r, 3 * c.dim])
-        dScores = Tensor(shape: [batch, c.heads, c.numPatches, c.numPatches])
+        let arena = Arena<T>(layout: DiscriminatorActivations<T>.layout(config, maxBatch: batch), allocator: kernels.allocator)
+        activations = arena
+        acts = DiscriminatorActivations(arena, config: config)
     }
 
     /// Patch logits (B, Np) for features (B, Np, C). With `training`, dropout masks are drawn from `rng`.
@@ -123,106 +116,212 @@ public final class AttentionDiscriminator<T: NNScalar> {
                         using rng: inout SeededRNG) -> UnsafeMutablePointer<T> {
         ensureCapacity(B)
         lastBatch = B; lastTraining = training
-        let c = config, C = c.dim, Np = c.numPatches, R = B * Np, H = c.hidden
-        let pos = params.pointer("discriminator.positional_encodings")
-        for b in 0..<B { Residual.forward(x0.data + b * Np * C, features + b * Np * C, pos, nil, rows: Np, channels: C) }
-        var x = UnsafePointer(x0.data)
-        for (l, a) in blocks.enumerated() {
-            let p = "discriminator.transformer_encoder.\(l)."
-            Linear.forward(a.qkv.data, x, params.pointer(p + "attn.in_proj_weight"), params.pointer(p + "attn.in_proj_bias"),
-                           rows: R, inFeatures: C, outFeatures: 3 * C)
+        let k = kernels, p = paramViews, a = acts!
+        let c = config, C = c.dim, Np = c.numPatches, R = B * Np, H = c.hidden, NH = c.heads
+        k.broadcastAdd(a.x0, features, p.pos, batch: B, count: Np * C)
+        var x = UnsafePointer(a.x0)
+        for (bp, ba) in zip(p.blocks, a.blocks) {
+            k.linearForward(ba.qkv, x, bp.inProjWeight, bp.inProjBias, rows: R, inFeatures: C, outFeatures: 3 * C)
             let pDrop = training ? c.dropout : 0
             if pDrop > 0 {
-                Dropout.drawMask(a.maskP.data, count: B * c.heads * Np * Np, p: pDrop, using: &rng)
-                Attention.forward(a.attn.data, a.probs.data, a.qkv.data, batch: B, tokens: Np, channels: C,
-                                  heads: c.heads, dropMask: a.maskP.data, dropped: a.dropped.data)
+                k.dropoutMask(ba.maskP, count: B * NH * Np * Np, p: pDrop, using: &rng)
+                k.attentionForward(ba.attn, ba.probs, ba.qkv, batch: B, tokens: Np, channels: C, heads: NH,
+                                   dropMask: ba.maskP, dropped: ba.dropped)
             } else {
-                Attention.forward(a.attn.data, a.probs.data, a.qkv.data, batch: B, tokens: Np, channels: C,
-                                  heads: c.heads)
+                k.attentionForward(ba.attn, ba.probs, ba.qkv, batch: B, tokens: Np, channels: C, heads: NH,
+                                   dropMask: nil, dropped: nil)
             }
-            Linear.forward(a.proj.data, a.attn.data, params.pointer(p + "attn.out_proj.weight"),
-                           params.pointer(p + "attn.out_proj.bias"), rows: R, inFeatures: C, outFeatures: C)
-            Dropout.drawMask(a.mask1.data, count: R * C, p: pDrop, using: &rng)
-            Dropout.forward(a.proj.data, a.mask1.data, a.proj.data, count: R * C)
-            Residual.forward(a.s.data, x, a.proj.data, nil, rows: R, channels: C)
-            LayerNorm.forward(a.y.data, a.mean.data, a.rstd.data, a.s.data, params.pointer(p + "layer_norm_1.weight"),
-                              params.pointer(p + "layer_norm_1.bias"), rows: R, channels: C, eps: T(c.lnEps))
-            Linear.forward(a.h.data, a.y.data, params.pointer(p + "linear.0.weight"), params.pointer(p + "linear.0.bias"),
-                           rows: R, inFeatures: C, outFeatures: H)
-            GELU.forward(a.g.data, a.h.data, count: R * H)
-            Dropout.drawMask(a.maskH.data, count: R * H, p: pDrop, using: &rng)
-            Dropout.forward(a.gd.data, a.maskH.data, a.g.data, count: R * H)
-            Linear.forward(a.m.data, a.gd.data, params.pointer(p + "linear.3.weight"), params.pointer(p + "linear.3.bias"),
-                           rows: R, inFeatures: H, outFeatures: C)
-            Dropout.drawMask(a.mask2.data, count: R * C, p: pDrop, using: &rng)
-            Dropout.forward(a.m.data, a.mask2.data, a.m.data, count: R * C)
-            Residual.forward(a.z.data, a.y.data, a.m.data, nil, rows: R, channels: C)
-            x = UnsafePointer(a.z.data)
+            k.linearForward(ba.proj, ba.attn, bp.outProjWeight, bp.outProjBias, rows: R, inFeatures: C, outFeatures: C)
+            k.dropoutMask(ba.mask1, count: R * C, p: pDrop, using: &rng)
+            k.dropoutForward(ba.proj, ba.mask1, ba.proj, count: R * C)
+            k.residualForward(ba.s, x, ba.proj, nil, rows: R, channels: C)
+            k.layerNormForward(ba.y, ba.mean, ba.rstd, ba.s, bp.norm1Weight, bp.norm1Bias, rows: R, channels: C,
+                               eps: T(c.lnEps))
+            k.linearForward(ba.h, ba.y, bp.fc1Weight, bp.fc1Bias, rows: R, inFeatures: C, outFeatures: H)
+            k.geluForward(ba.g, ba.h, count: R * H)
+            k.dropoutMask(ba.maskH, count: R * H, p: pDrop, using: &rng)
+            k.dropoutForward(ba.gd, ba.maskH, ba.g, count: R * H)
+            k.linearForward(ba.m, ba.gd, bp.fc2Weight, bp.fc2Bias, rows: R, inFeatures: H, outFeatures: C)
+            k.dropoutMask(ba.mask2, count: R * C, p: pDrop, using: &rng)
+            k.dropoutForward(ba.m, ba.mask2, ba.m, count: R * C)
+            k.residualForward(ba.z, ba.y, ba.m, nil, rows: R, channels: C)
+            x = UnsafePointer(ba.z)
         }
-        Linear.forward(logits.data, x, params.pointer("discriminator.output_layer.0.weight"),
-                       params.pointer("discriminator.output_layer.0.bias"), rows: R, inFeatures: C, outFeatures: 1)
-        return logits.data
+        k.linearForward(a.logits, x, p.outWeight, p.outBias, rows: R, inFeatures: C, outFeatures: 1)
+        return a.logits
     }
 
     /// Backward of the last `forward`: adds parameter gradients into `grads` (unless skipped) and the feature
-    /// gradient into `dFeatures` (B, Np, C) when given.
+    /// gradient into `dFeatures` (B, Np, C) when given. Scratch is zeroed in one place per block
+    /// (``DiscriminatorActivations/zeroBlockScratch(batch:kernels:)``) plus `dZ` once per call.
     @_specialize(exported: true, where T == Float)
     @_specialize(exported: true, where T == Double)
     public func backward(dLogits: UnsafePointer<T>, dFeatures: UnsafeMutablePointer<T>?,
                          computeParameterGradients: Bool = true) {
-        let c = config, B = lastBatch, C = c.dim, Np = c.numPatches, R = B * Np, H = c.hidden
-        func g(_ name: String) -> UnsafeMutablePointer<T>? { computeParameterGradients ? grads.pointer(name) : nil }
-        let xLast = blocks.last.map { UnsafePointer($0.z.data) } ?? UnsafePointer(x0.data)
+        let c = config, B = lastBatch, C = c.dim, Np = c.numPatches, R = B * Np, H = c.hidden, NH = c.heads
+        let k = kernels, p = paramViews, a = acts!
+        let g: DiscriminatorParameters<T>? = computeParameterGradients ? gradViews : nil
+        let xLast = UnsafePointer(a.blocks.last?.z ?? a.x0)
         // logits = Linear(z)
-        dZ.zero()
-        Linear.backward(dZ.data, g("discriminator.output_layer.0.weight"), g("discriminator.output_layer.0.bias"),
-                        dLogits, xLast, params.pointer("discriminator.output_layer.0.weight"),
-                        rows: R, inFeatures: C, outFeatures: 1)
+        k.zero(a.dZ, count: R * C)
+        k.linearBackward(a.dZ, g?.outWeight, g?.outBias, dLogits, xLast, p.outWeight, rows: R, inFeatures: C,
+                         outFeatures: 1)
         for l in stride(from: c.layers - 1, through: 0, by: -1) {
-            let a = blocks[l], p = "discriminator.transformer_encoder.\(l)."
-            let x = l == 0 ? UnsafePointer(x0.data) : UnsafePointer(blocks[l - 1].z.data)
+            let bp = p.blocks[l], ba = a.blocks[l], bg = g?.blocks[l]
+            let x = UnsafePointer(l == 0 ? a.x0 : a.blocks[l - 1].z)
+            a.zeroBlockScratch(batch: B, kernels: k)
             // z = y + drop(m):  dY = dZ, dM = dZ ⊙ mask2
-            dY.data.update(from: dZ.data, count: R * C)
-            dProj.zero()
-            Dropout.backward(dProj.data, dZ.data, a.mask2.data, count: R * C)         // dProj holds dM here
+            k.copy(a.dY, a.dZ, count: R * C)
+            k.dropoutBackward(a.dM, a.dZ, ba.mask2, count: R * C)
             // m = fc2(gd)
-            dG.zero()
-            Linear.backward(dG.data, g(p + "linear.3.weight"), g(p + "linear.3.bias"), dProj.data, a.gd.data,
-                            params.pointer(p + "linear.3.weight"), rows: R, inFeatures: H, outFeatures: C)
+            k.linearBackward(a.dGD, bg?.fc2Weight, bg?.fc2Bias, a.dM, ba.gd, bp.fc2Weight, rows: R, inFeatures: H,
+                             outFeatures: C)
             // gd = drop(g); g = GELU(h)
-            dH.zero()
-            for i in 0..<(R * H) { dG.data[i] *= a.maskH.data[i] }
-            GELU.backward(dH.data, dG.data, a.h.data, count: R * H)
+            k.dropoutBackward(a.dG, a.dGD, ba.maskH, count: R * H)
+            k.geluBackward(a.dH, a.dG, ba.h, count: R * H)
             // h = fc1(y)
-            Linear.backward(dY.data, g(p + "linear.0.weight"), g(p + "linear.0.bias"), dH.data, a.y.data,
-                            params.pointer(p + "linear.0.weight"), rows: R, inFeatures: C, outFeatures: H)
+            k.linearBackward(a.dY, bg?.fc1Weight, bg?.fc1Bias, a.dH, ba.y, bp.fc1Weight, rows: R, inFeatures: C,
+                             outFeatures: H)
             // y = LN(s)
-            dS.zero()
-            LayerNorm.backward(dS.data, g(p + "layer_norm_1.weight"), g(p + "layer_norm_1.bias"), dY.data, a.s.data,
-                               params.pointer(p + "layer_norm_1.weight"), a.mean.data, a.rstd.data, rows: R, channels: C)
-            // s = x + drop(proj):  dX = dS (reuse dZ as the next dX), dProj = dS ⊙ mask1
-            dZ.data.update(from: dS.data, count: R * C)
-            dProj.zero()
-            Dropout.backward(dProj.data, dS.data, a.mask1.data, count: R * C)
+            k.layerNormBackward(a.dS, bg?.norm1Weight, bg?.norm1Bias, a.dY, ba.s, bp.norm1Weight, ba.mean, ba.rstd,
+                                rows: R, channels: C)
+            // s = x + drop(proj):  dX = dS (dZ becomes the next dX), dProj = dS ⊙ mask1
+            k.copy(a.dZ, a.dS, count: R * C)
+            k.dropoutBackward(a.dProj, a.dS, ba.mask1, count: R * C)
             // proj = out_proj(attn)
-            dAttn.zero()
-            Linear.backward(dAttn.data, g(p + "attn.out_proj.weight"), g(p + "attn.out_proj.bias"), dProj.data,
-                            a.attn.data, params.pointer(p + "attn.out_proj.weight"), rows: R, inFeatures: C, outFeatures: C)
+            k.linearBackward(a.dAttn, bg?.outProjWeight, bg?.outProjBias, a.dProj, ba.attn, bp.outProjWeight,
+                             rows: R, inFeatures: C, outFeatures: C)
             // attn = MHA(qkv)
-            dQKV.zero()
             let dropped = lastTraining && c.dropout > 0
-            Attention.backward(dQKV.data, dScores.data, dAttn.data, nil, a.qkv.data, a.probs.data,
-                               batch: B, tokens: Np, channels: C, heads: c.heads,
-                               dropMask: dropped ? UnsafePointer(a.maskP.data) : nil,
-                               dropped: dropped ? UnsafePointer(a.dropped.data) : nil)
+            k.attentionBackward(a.dQKV, a.dScores, a.dAttn, nil, ba.qkv, ba.probs, batch: B, tokens: Np, channels: C,
+                                heads: NH, dropMask: dropped ? UnsafePointer(ba.maskP) : nil,
+                                dropped: dropped ? UnsafePointer(ba.dropped) : nil)
             // qkv = in_proj(x)
-            Linear.backward(dZ.data, g(p + "attn.in_proj_weight"), g(p + "attn.in_proj_bias"), dQKV.data, x,
-                            params.pointer(p + "attn.in_proj_weight"), rows: R, inFeatures: C, outFeatures: 3 * C)
+            k.linearBackward(a.dZ, bg?.inProjWeight, bg?.inProjBias, a.dQKV, x, bp.inProjWeight, rows: R,
+                             inFeatures: C, outFeatures: 3 * C)
         }
         // x₀ = features + pos
-        if let dPos = g("discriminator.positional_encodings") {
-            for b in 0..<B { for i in 0..<(Np * C) { dPos[i] += dZ.data[b * Np * C + i] } }
+        if let dPos = g?.pos { k.batchSumInto(dPos, a.dZ, batch: B, count: Np * C) }
+        if let dFeatures { k.addInto(dFeatures, a.dZ, count: R * C) }
+    }
+}
+
+/// One discriminator block's parameters (or their gradients), official PyTorch names in the arena.
+public struct DiscriminatorBlockParameters<T: NNScalar> {
+    public let inProjWeight: UnsafeMutablePointer<T>   // (3C, C) attn.in_proj_weight
+    public let inProjBias: UnsafeMutablePointer<T>     // (3C)
+    public let outProjWeight: UnsafeMutablePointer<T>  // (C, C) attn.out_proj.weight
+    public let outProjBias: UnsafeMutablePointer<T>    // (C)
+    public let norm1Weight: UnsafeMutablePointer<T>    // (C) layer_norm_1.weight
+    public let norm1Bias: UnsafeMutablePointer<T>      // (C)
+    public let fc1Weight: UnsafeMutablePointer<T>      // (H, C) linear.0.weight
+    public let fc1Bias: UnsafeMutablePointer<T>        // (H)
+    public let fc2Weight: UnsafeMutablePointer<T>      // (C, H) linear.3.weight
+    public let fc2Bias: UnsafeMutablePointer<T>        // (C)
+}
+
+/// All discriminator parameters (or gradients).
+public struct DiscriminatorParameters<T: NNScalar> {
+    public let pos: UnsafeMutablePointer<T>            // (Np, C) positional_encodings
+    public let blocks: [DiscriminatorBlockParameters<T>]
+    public let outWeight: UnsafeMutablePointer<T>      // (1, C) output_layer.0.weight
+    public let outBias: UnsafeMutablePointer<T>        // (1)
+
+    init(_ arena: Arena<T>, config c: AttentionDiscriminator<T>.Config) {
+        func v(_ n: String) -> UnsafeMutablePointer<T> { arena.pointer(n) }
+        pos = v("discriminator.positional_encodings")
+        blocks = (0..<c.layers).map { l in
+            let p = "discriminator.transformer_encoder.\(l)."
+            return DiscriminatorBlockParameters(
+                inProjWeight: v(p + "attn.in_proj_weight"), inProjBias: v(p + "attn.in_proj_bias"),
+                outProjWeight: v(p + "attn.out_proj.weight"), outProjBias: v(p + "attn.out_proj.bias"),
+                norm1Weight: v(p + "layer_norm_1.weight"), norm1Bias: v(p + "layer_norm_1.bias"),
+                fc1Weight: v(p + "linear.0.weight"), fc1Bias: v(p + "linear.0.bias"),
+                fc2Weight: v(p + "linear.3.weight"), fc2Bias: v(p + "linear.3.bias"))
         }
-        if let dFeatures { for i in 0..<(R * C) { dFeatures[i] += dZ.data[i] } }
+        outWeight = v("discriminator.output_layer.0.weight"); outBias = v("discriminator.output_layer.0.bias")
+    }
+}
+
+/// One block's activations (R = B·Np rows).
+public struct DiscriminatorBlockActivations<T: NNScalar> {
+    public let qkv: UnsafeMutablePointer<T>      // (R, 3C)
+    public let attn: UnsafeMutablePointer<T>     // (R, C)
+    public let probs: UnsafeMutablePointer<T>    // (B, NH, Np, Np)
+    public let maskP: UnsafeMutablePointer<T>    // (B, NH, Np, Np) attention-dropout mask
+    public let dropped: UnsafeMutablePointer<T>  // (B, NH, Np, Np) dropped probabilities
+    public let proj: UnsafeMutablePointer<T>     // (R, C) after dropout
+    public let mask1: UnsafeMutablePointer<T>    // (R, C)
+    public let s: UnsafeMutablePointer<T>        // (R, C) x + drop(proj)
+    public let y: UnsafeMutablePointer<T>        // (R, C) LN(s)
+    public let mean: UnsafeMutablePointer<T>     // (R)
+    public let rstd: UnsafeMutablePointer<T>     // (R)
+    public let h: UnsafeMutablePointer<T>        // (R, H) fc1
+    public let g: UnsafeMutablePointer<T>        // (R, H) GELU
+    public let maskH: UnsafeMutablePointer<T>    // (R, H)
+    public let gd: UnsafeMutablePointer<T>       // (R, H) drop(GELU)
+    public let m: UnsafeMutablePointer<T>        // (R, C) fc2 after dropout
+    public let mask2: UnsafeMutablePointer<T>    // (R, C)
+    public let z: UnsafeMutablePointer<T>        // (R, C) block output
+}
+
+/// Activations and backward scratch of the discriminator for `maxBatch` images.
+public struct DiscriminatorActivations<T: NNScalar> {
+    public let x0: UnsafeMutablePointer<T>       // (B, Np, C) features + pos
+    public let blocks: [DiscriminatorBlockActivations<T>]
+    public let logits: UnsafeMutablePointer<T>   // (B, Np)
+    // Backward scratch (R = B·Np rows). dZ, dY: overwritten by copies (dZ zeroed once per call);
+    // the rest are added into and zeroed once per block by ``zeroBlockScratch(batch:kernels:)``.
+    public let dZ: UnsafeMutablePointer<T>       // (R, C)
+    public let dY: UnsafeMutablePointer<T>       // (R, C)
+    public let dM: UnsafeMutablePointer<T>       // (R, C)
+    public let dGD: UnsafeMutablePointer<T>      // (R, H)
+    public let dG: UnsafeMutablePointer<T>       // (R, H)
+    public let dH: UnsafeMutablePointer<T>       // (R, H)
+    public let dS: UnsafeMutablePointer<T>       // (R, C)
+    public let dProj: UnsafeMutablePointer<T>    // (R, C)
+    public let dAttn: UnsafeMutablePointer<T>    // (R, C)
+    public let dQKV: UnsafeMutablePointer<T>     // (R, 3C)
+    public let dScores: UnsafeMutablePointer<T>  // (B, NH, Np, Np) overwritten
+    let np: Int, c: Int, hidden: Int
+
+    static func layout(_ c: AttentionDiscriminator<T>.Config, maxBatch b: Int) -> [(name: String, shape: [Int])] {
+        let r = b * c.numPatches, C = c.dim, H = c.hidden, NH = c.heads, Np = c.numPatches
+        var l: [(name: String, shape: [Int])] = [("x0", [r, C]), ("logits", [r])]
+        for i in 0..<c.layers {
+            let p = "blocks.\(i)."
+            l += [(p + "qkv", [r, 3 * C]), (p + "attn", [r, C]), (p + "probs", [b, NH, Np, Np]),
+                  (p + "maskP", [b, NH, Np, Np]), (p + "dropped", [b, NH, Np, Np]), (p + "proj", [r, C]),
+                  (p + "mask1", [r, C]), (p + "s", [r, C]), (p + "y", [r, C]), (p + "mean", [r]), (p + "rstd", [r]),
+                  (p + "h", [r, H]), (p + "g", [r, H]), (p + "maskH", [r, H]), (p + "gd", [r, H]), (p + "m", [r, C]),
+                  (p + "mask2", [r, C]), (p + "z", [r, C])]
+        }
+        l += [("dZ", [r, C]), ("dY", [r, C]), ("dM", [r, C]), ("dGD", [r, H]), ("dG", [r, H]), ("dH", [r, H]),
+              ("dS", [r, C]), ("dProj", [r, C]), ("dAttn", [r, C]), ("dQKV", [r, 3 * C]), ("dScores", [b, NH, Np, Np])]
+        return l
+    }
+
+    init(_ arena: Arena<T>, config c: AttentionDiscriminator<T>.Config) {
+        func v(_ n: String) -> UnsafeMutablePointer<T> { arena.pointer(n) }
+        x0 = v("x0"); logits = v("logits")
+        blocks = (0..<c.layers).map { i in
+            let p = "blocks.\(i)."
+            return DiscriminatorBlockActivations(
+                qkv: v(p + "qkv"), attn: v(p + "attn"), probs: v(p + "probs"), maskP: v(p + "maskP"),
+                dropped: v(p + "dropped"), proj: v(p + "proj"), mask1: v(p + "mask1"), s: v(p + "s"), y: v(p + "y"),
+                mean: v(p + "mean"), rstd: v(p + "rstd"), h: v(p + "h"), g: v(p + "g"), maskH: v(p + "maskH"),
+                gd: v(p + "gd"), m: v(p + "m"), mask2: v(p + "mask2"), z: v(p + "z"))
+        }
+        dZ = v("dZ"); dY = v("dY"); dM = v("dM"); dGD = v("dGD"); dG = v("dG"); dH = v("dH"); dS = v("dS")
+        dProj = v("dProj"); dAttn = v("dAttn"); dQKV = v("dQKV"); dScores = v("dScores")
+        np = c.numPatches; self.c = c.dim; hidden = c.hidden
+    }
+
+    /// Zeroes, for `batch` images, every scratch buffer a block's backward adds into (the one place they are zeroed).
+    func zeroBlockScratch(batch: Int, kernels k: any Kernels<T>) {
+        let r = batch * np
+        for p in [dM, dS, dProj, dAttn] { k.zero(p, count: r * c) }
+        for p in [dGD, dG, dH] { k.zero(p, count: r * hidden) }
+        k.zero(dQKV, count: r * 3 * c)
     }
 }

@@ -3,6 +3,8 @@ import PatchGuardCore
 /// AdamW (decoupled weight decay, as `torch.optim.AdamW`):
 /// `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`, `θ ← θ − lr·wd·θ − lr·m̂/(√v̂ + ε)` with bias-corrected `m̂ = m/(1−β₁ᵗ)`,
 /// `v̂ = v/(1−β₂ᵗ)`. One loop over a parameter arena: parameters, gradients and both moments share its layout.
+/// Hyper-parameters and step count; the update itself is the ``Kernels/adamWUpdate(_:_:_:_:count:lr:beta1:beta2:eps:weightDecay:step:)``
+/// kernel (``AdamWUpdate``), and the moments live in ``AdamWState`` outside the model.
 public struct AdamW: Codable, Equatable, Sendable {
     public var beta1 = 0.9
     public var beta2 = 0.999
@@ -20,20 +22,8 @@ public struct AdamW: Codable, Equatable, Sendable {
                                              m: UnsafeMutablePointer<T>, v: UnsafeMutablePointer<T>,
                                              count: Int, lr: Double) {
         step += 1
-        let b1 = T(beta1), b2 = T(beta2), e = T(eps)
-        let c1 = T(1 / (1 - pow(beta1, Double(step)))), c2 = T(1 / (1 - pow(beta2, Double(step))))
-        let lrT = T(lr), decay = T(1 - lr * weightDecay)
-        let chunk = 8192
-        parallelFor((count + chunk - 1) / chunk) { ci in
-            let lo = ci * chunk, hi = min(count, lo + chunk)
-            for i in lo..<hi {
-                let g = grads[i]
-                let mi = b1 * m[i] + (1 - b1) * g
-                let vi = b2 * v[i] + (1 - b2) * g * g
-                m[i] = mi; v[i] = vi
-                params[i] = params[i] * decay - lrT * (mi * c1) / ((vi * c2).squareRoot() + e)
-            }
-        }
+        AdamWUpdate.apply(params, m, v, grads, count: count, lr: lr, beta1: beta1, beta2: beta2, eps: eps,
+                          weightDecay: weightDecay, step: step)
     }
 }
 

@@ -21,57 +21,49 @@ extension ViT {
         for l in attentionLayers { try checkLayer(l, "attention") }
         batch = B
         let featureSet = Set(featureLayers)
-        let p = parameters.pointer, a = activations.pointer
+        let k = kernels, p = params, a = acts
         let eps = T(config.lnEps), BN = B * N
-        let ls = config.hasLayerScale
 
-        InputNormalization.forward(a("input.normed"), images, batch: B, pixels: H * H)
-        PatchEmbed.forward(a("patch.out"), a("patch.cols"), a("input.normed"), p("patch_embed.proj.weight"),
-                           p("patch_embed.proj.bias"), batch: B, inChannels: 3, height: H, width: H, patch: P, channels: C)
-        TokenEmbed.forward(a("tokens"), a("patch.out"), p("cls_token"), R > 0 ? p("reg_token") : nil, p("pos_embed"),
-                           batch: B, patches: Np, registers: R, channels: C, noEmbedClass: config.noEmbedClass)
+        k.inputNormalizationForward(a.inputNormed, images, batch: B, pixels: H * H,
+                                    mean: InputNormalization.imagenetMean, std: InputNormalization.imagenetStd)
+        k.patchEmbedForward(a.patchOut, a.patchCols, a.inputNormed, p.patchWeight, p.patchBias, batch: B,
+                            inChannels: 3, height: H, width: H, patch: P, channels: C)
+        k.tokenEmbedForward(a.tokens, a.patchOut, p.cls, p.reg, p.pos, batch: B, patches: Np, registers: R,
+                            channels: C, noEmbedClass: config.noEmbedClass)
 
-        var x = a("tokens")
+        var x = a.tokens
         for i in 0..<depth {
-            let b = "blocks.\(i)."
-            LayerNorm.forward(a(b + "ln1"), a(b + "ln1.mean"), a(b + "ln1.rstd"), x, p(b + "norm1.weight"),
-                              p(b + "norm1.bias"), rows: BN, channels: C, eps: eps)
-            Linear.forward(a(b + "qkv"), a(b + "ln1"), p(b + "attn.qkv.weight"),
-                           config.qkvBias ? p(b + "attn.qkv.bias") : nil, rows: BN, inFeatures: C, outFeatures: 3 * C)
-            Attention.forward(a(b + "attn.out"), a(b + "attn.probs"), a(b + "qkv"), batch: B, tokens: N, channels: C,
-                              heads: NH)
-            Linear.forward(a(b + "proj"), a(b + "attn.out"), p(b + "attn.proj.weight"), p(b + "attn.proj.bias"),
-                           rows: BN, inFeatures: C, outFeatures: C)
-            Residual.forward(a(b + "x2"), x, a(b + "proj"), ls ? p(b + "ls1.gamma") : nil, rows: BN, channels: C)
-            LayerNorm.forward(a(b + "ln2"), a(b + "ln2.mean"), a(b + "ln2.rstd"), a(b + "x2"), p(b + "norm2.weight"),
-                              p(b + "norm2.bias"), rows: BN, channels: C, eps: eps)
-            Linear.forward(a(b + "fc1"), a(b + "ln2"), p(b + "mlp.fc1.weight"), p(b + "mlp.fc1.bias"),
-                           rows: BN, inFeatures: C, outFeatures: HD)
-            GELU.forward(a(b + "gelu"), a(b + "fc1"), count: BN * HD)
-            Linear.forward(a(b + "fc2"), a(b + "gelu"), p(b + "mlp.fc2.weight"), p(b + "mlp.fc2.bias"),
-                           rows: BN, inFeatures: HD, outFeatures: C)
-            Residual.forward(a(b + "out"), a(b + "x2"), a(b + "fc2"), ls ? p(b + "ls2.gamma") : nil, rows: BN, channels: C)
-            x = a(b + "out")
+            let bp = p.blocks[i], ba = a.blocks[i]
+            k.layerNormForward(ba.ln1, ba.ln1Mean, ba.ln1Rstd, x, bp.norm1Weight, bp.norm1Bias, rows: BN, channels: C,
+                               eps: eps)
+            k.linearForward(ba.qkv, ba.ln1, bp.qkvWeight, bp.qkvBias, rows: BN, inFeatures: C, outFeatures: 3 * C)
+            k.attentionForward(ba.attnOut, ba.probs, ba.qkv, batch: B, tokens: N, channels: C, heads: NH,
+                               dropMask: nil, dropped: nil)
+            k.linearForward(ba.proj, ba.attnOut, bp.projWeight, bp.projBias, rows: BN, inFeatures: C, outFeatures: C)
+            k.residualForward(ba.x2, x, ba.proj, bp.ls1Gamma, rows: BN, channels: C)
+            k.layerNormForward(ba.ln2, ba.ln2Mean, ba.ln2Rstd, ba.x2, bp.norm2Weight, bp.norm2Bias, rows: BN,
+                               channels: C, eps: eps)
+            k.linearForward(ba.fc1, ba.ln2, bp.fc1Weight, bp.fc1Bias, rows: BN, inFeatures: C, outFeatures: HD)
+            k.geluForward(ba.gelu, ba.fc1, count: BN * HD)
+            k.linearForward(ba.fc2, ba.gelu, bp.fc2Weight, bp.fc2Bias, rows: BN, inFeatures: HD, outFeatures: C)
+            k.residualForward(ba.out, ba.x2, ba.fc2, bp.ls2Gamma, rows: BN, channels: C)
+            x = ba.out
 
             if featureSet.contains(i + 1) {
-                // features (B, Np, C) = norm(block output)[:, 1+R:, :], one LayerNorm call per image.
-                let f = "features.\(i)"
-                for bi in 0..<B {
-                    LayerNorm.forward(a(f) + bi * Np * C, a(f + ".mean") + bi * Np, a(f + ".rstd") + bi * Np,
-                                      x + (bi * N + 1 + R) * C, p("norm.weight"), p("norm.bias"),
-                                      rows: Np, channels: C, eps: eps)
-                }
+                // features (B, Np, C) = norm(block output)[:, 1+R:, :]: the patch rows of each image.
+                k.layerNormStridedForward(ba.features, ba.featuresMean, ba.featuresRstd, x + (1 + R) * C,
+                                          p.normWeight, p.normBias, batch: B, rows: Np, inputBatchStride: N * C,
+                                          channels: C, eps: eps)
             }
         }
 
-        if config.numClasses > 0 {
+        if let clsNorm = a.headClsNorm, let mean = a.headMean, let rstd = a.headRstd, let logits = a.headLogits,
+           let headWeight = p.headWeight {
             // logits (B, classes) = head(norm(x)[:, 0, :]): the class token of each image.
-            for bi in 0..<B {
-                LayerNorm.forward(a("head.clsnorm") + bi * C, a("head.mean") + bi, a("head.rstd") + bi, x + bi * N * C,
-                                  p("norm.weight"), p("norm.bias"), rows: 1, channels: C, eps: eps)
-            }
-            Linear.forward(a("head.logits"), a("head.clsnorm"), p("head.weight"), p("head.bias"), rows: B,
-                           inFeatures: C, outFeatures: config.numClasses)
+            k.layerNormStridedForward(clsNorm, mean, rstd, x, p.normWeight, p.normBias, batch: B, rows: 1,
+                                      inputBatchStride: N * C, channels: C, eps: eps)
+            k.linearForward(logits, clsNorm, headWeight, p.headBias, rows: B, inFeatures: C,
+                            outFeatures: config.numClasses)
         }
     }
 

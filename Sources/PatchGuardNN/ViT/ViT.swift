@@ -14,7 +14,9 @@ import PatchGuardCore
 ///
 /// Storage (STYLE.md): ``parameters`` and ``gradients`` are arenas whose entry names are timm's parameter names
 /// (`blocks.3.attn.qkv.weight`, …), so a checkpoint is one loop over entries. Activations live in one arena sized
-/// for `maxBatch`; a smaller batch uses a prefix of every buffer. Backward scratch lives in a fourth arena.
+/// for `maxBatch`; a smaller batch uses a prefix of every buffer. Backward scratch lives in a fourth arena. The hot
+/// path reads them through typed views built once at init (``params``, ``grads``, ``acts``, ``ViTScratch``) and
+/// does all its maths through ``kernels`` (``Kernels``): no element loops, no memsets, no name look-ups here.
 /// Layers are 1-based in the public API (`featureLayers: [12]` is the last block of ViT-S), matching timm's
 /// "block i" in the fixtures; arena names use timm's 0-based block index.
 ///
@@ -30,6 +32,13 @@ public final class ViT<T: NNScalar> {
     public let activations: Arena<T>
     /// Backward scratch (reused by every block), sized for `maxBatch`.
     let scratch: Arena<T>
+    /// The backend every forward/backward call goes through; the arenas come from its allocator.
+    public let kernels: any Kernels<T>
+    /// Typed views (built once at init) into ``parameters``, ``gradients``, ``activations`` and the scratch arena.
+    public let params: ViTParameters<T>
+    public let grads: ViTParameters<T>
+    public let acts: ViTActivations<T>
+    let scr: ViTScratch<T>
     /// Batch size of the last forward (0 before the first).
     public internal(set) var batch = 0
 
@@ -37,24 +46,30 @@ public final class ViT<T: NNScalar> {
     let C: Int, N: Int, Np: Int, R: Int, NH: Int, HD: Int, P: Int, H: Int, K: Int, depth: Int
 
     /// A model with timm-style random weights (see ``initializeParameters(using:)``).
-    public convenience init(config: ViTConfig, maxBatch: Int, seed: UInt64) throws {
-        try self.init(config: config, maxBatch: maxBatch)
+    public convenience init(config: ViTConfig, maxBatch: Int, seed: UInt64, kernels: (any Kernels<T>)? = nil) throws {
+        try self.init(config: config, maxBatch: maxBatch, kernels: kernels)
         var rng = SeededRNG(seed: seed)
         initializeParameters(using: &rng)
     }
 
-    /// A model with all parameters zero (load weights next).
-    public init(config: ViTConfig, maxBatch: Int) throws {
+    /// A model with all parameters zero (load weights next). `kernels` defaults to the CPU backend.
+    public init(config: ViTConfig, maxBatch: Int, kernels: (any Kernels<T>)? = nil) throws {
         try config.validate()
         guard maxBatch >= 1 else { throw PatchGuardError.invalidArgument("ViT maxBatch must be ≥ 1, got \(maxBatch)") }
         self.config = config
         self.maxBatch = maxBatch
         C = config.dim; N = config.numTokens; Np = config.numPatches; R = config.numRegisters; NH = config.heads
         HD = config.mlpHidden; P = config.patchSize; H = config.imageSize; K = 3 * P * P; depth = config.depth
-        parameters = Arena(layout: ViT.parameterLayout(config))
-        gradients = Arena(sameLayoutAs: parameters)
-        activations = Arena(layout: ViT.activationLayout(config, maxBatch: maxBatch))
-        scratch = Arena(layout: ViT.scratchLayout(config, maxBatch: maxBatch))
+        let k = kernels ?? Backend.cpu.kernels(T.self)
+        self.kernels = k
+        parameters = Arena(layout: ViT.parameterLayout(config), allocator: k.allocator)
+        gradients = Arena(sameLayoutAs: parameters, allocator: k.allocator)
+        activations = Arena(layout: ViT.activationLayout(config, maxBatch: maxBatch), allocator: k.allocator)
+        scratch = Arena(layout: ViTScratch<T>.layout(config, maxBatch: maxBatch), allocator: k.allocator)
+        params = ViTParameters(parameters, config: config)
+        grads = ViTParameters(gradients, config: config)
+        acts = ViTActivations(activations, config: config)
+        scr = ViTScratch(scratch, config: config)
     }
 
     /// timm parameter names and shapes, in timm's `state_dict` order.
@@ -97,14 +112,6 @@ public final class ViT<T: NNScalar> {
             l += [("head.clsnorm", [B, C]), ("head.mean", [B]), ("head.rstd", [B]), ("head.logits", [B, c.numClasses])]
         }
         return l
-    }
-
-    static func scratchLayout(_ c: ViTConfig, maxBatch B: Int) -> [(name: String, shape: [Int])] {
-        let C = c.dim, N = c.numTokens, Np = c.numPatches, NH = c.heads, HD = c.mlpHidden, H = c.imageSize
-        let K = 3 * c.patchSize * c.patchSize
-        return [("dResidual", [B, N, C]), ("dBranch", [B, N, C]), ("dAttnOut", [B, N, C]), ("dQKV", [B, N, 3 * C]),
-                ("dScores", [B, NH, N, N]), ("dLN", [B, N, C]), ("dFC1", [B, N, HD]), ("dGELU", [B, N, HD]),
-                ("dPatches", [B, Np, C]), ("dCols", [B, Np, K]), ("dNormed", [B, 3, H, H]), ("dClsNorm", [B, C])]
     }
 
     /// timm's initialisation (`init_weights_vit_timm`): Linear weights truncated normal (σ 0.02, cut at ±2σ) and zero
@@ -152,22 +159,28 @@ public final class ViT<T: NNScalar> {
 
     /// Final-normed patch tokens of block `layer` (1-based), (B, Np, C). Computed for `featureLayers` only.
     public func features(layer: Int) -> TensorView<T> {
-        TensorView(activations.pointer("features.\(layer - 1)"), shape: [batch, Np, C])
+        TensorView(acts.blocks[layer - 1].features, shape: [batch, Np, C])
     }
 
     /// Attention probabilities of block `layer` (1-based), (B, NH, N, N), all tokens incl. class/register tokens.
     public func attention(layer: Int) -> TensorView<T> {
-        TensorView(activations.pointer("blocks.\(layer - 1).attn.probs"), shape: [batch, NH, N, N])
+        TensorView(acts.blocks[layer - 1].probs, shape: [batch, NH, N, N])
     }
 
     /// Raw output of block `layer` (1-based, the residual stream before the final norm), (B, N, C).
     public func blockOutput(layer: Int) -> TensorView<T> {
-        TensorView(activations.pointer("blocks.\(layer - 1).out"), shape: [batch, N, C])
+        TensorView(acts.blocks[layer - 1].out, shape: [batch, N, C])
+    }
+
+    /// Output of block `layer`'s first LayerNorm (`blocks[layer-1].norm1`, the tokens entering its attention),
+    /// (B, N, C). Its gradient can be captured by ``backward(dFeatures:dAttention:dLogits:dBlockOutputs:computeParameterGradients:dImage:blockOutputGradients:norm1Gradients:)``.
+    public func norm1Output(layer: Int) -> TensorView<T> {
+        TensorView(acts.blocks[layer - 1].ln1, shape: [batch, N, C])
     }
 
     /// Head logits (B, classes), or nil without a head.
     public var logits: TensorView<T>? {
-        config.numClasses > 0 ? TensorView(activations.pointer("head.logits"), shape: [batch, config.numClasses]) : nil
+        acts.headLogits.map { TensorView($0, shape: [batch, config.numClasses]) }
     }
 
     /// Total parameter count.

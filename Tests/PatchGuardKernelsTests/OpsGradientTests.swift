@@ -1,5 +1,5 @@
 import PatchGuardCore
-@testable import PatchGuardNN
+@testable import PatchGuardKernels
 import Testing
 import GradCheckSupport
 

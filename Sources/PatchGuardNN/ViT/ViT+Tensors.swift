@@ -1,0 +1,164 @@
+import PatchGuardCore
+
+// Typed views into the ViT's arenas (llm.c's `ParameterTensors` / `ActivationTensors`), built once at init: the
+// forward and backward use these fields, never a string look-up. The arenas keep timm's names and layout (the
+// checkpoint and `Arena.entries` are unchanged); these structs only point into them.
+//
+// Shape legend: `B` = maxBatch (a smaller batch uses a prefix of every buffer), `N = 1 + R + Np` tokens, `Np`
+// patches, `R` registers, `C` channels, `NH` heads, `HD` MLP hidden, `K = 3·P·P`, `H` image side.
+
+/// One transformer block's parameters (or, built on the gradient arena, their gradients).
+public struct ViTBlockParameters<T: NNScalar> {
+    public let norm1Weight: UnsafeMutablePointer<T>   // (C)
+    public let norm1Bias: UnsafeMutablePointer<T>     // (C)
+    public let qkvWeight: UnsafeMutablePointer<T>     // (3C, C)
+    public let qkvBias: UnsafeMutablePointer<T>?      // (3C) when qkvBias
+    public let projWeight: UnsafeMutablePointer<T>    // (C, C)
+    public let projBias: UnsafeMutablePointer<T>      // (C)
+    public let ls1Gamma: UnsafeMutablePointer<T>?     // (C) with LayerScale
+    public let norm2Weight: UnsafeMutablePointer<T>   // (C)
+    public let norm2Bias: UnsafeMutablePointer<T>     // (C)
+    public let fc1Weight: UnsafeMutablePointer<T>     // (HD, C)
+    public let fc1Bias: UnsafeMutablePointer<T>       // (HD)
+    public let fc2Weight: UnsafeMutablePointer<T>     // (C, HD)
+    public let fc2Bias: UnsafeMutablePointer<T>       // (C)
+    public let ls2Gamma: UnsafeMutablePointer<T>?     // (C) with LayerScale
+}
+
+/// All parameters of a ViT (timm names in the arena), or their gradients.
+public struct ViTParameters<T: NNScalar> {
+    public let cls: UnsafeMutablePointer<T>           // (1, 1, C) cls_token
+    public let reg: UnsafeMutablePointer<T>?          // (1, R, C) reg_token when R > 0
+    public let pos: UnsafeMutablePointer<T>           // (1, posEmbedRows, C) pos_embed
+    public let patchWeight: UnsafeMutablePointer<T>   // (C, 3, P, P) patch_embed.proj.weight
+    public let patchBias: UnsafeMutablePointer<T>     // (C)
+    public let blocks: [ViTBlockParameters<T>]        // depth
+    public let normWeight: UnsafeMutablePointer<T>    // (C) final norm
+    public let normBias: UnsafeMutablePointer<T>      // (C)
+    public let headWeight: UnsafeMutablePointer<T>?   // (classes, C) when numClasses > 0
+    public let headBias: UnsafeMutablePointer<T>?     // (classes)
+
+    public init(_ arena: Arena<T>, config c: ViTConfig) {
+        func v(_ n: String) -> UnsafeMutablePointer<T> { arena.pointer(n) }
+        func o(_ n: String) -> UnsafeMutablePointer<T>? { arena.contains(n) ? arena.pointer(n) : nil }
+        cls = v("cls_token"); reg = o("reg_token"); pos = v("pos_embed")
+        patchWeight = v("patch_embed.proj.weight"); patchBias = v("patch_embed.proj.bias")
+        blocks = (0..<c.depth).map { i in
+            let b = "blocks.\(i)."
+            return ViTBlockParameters(
+                norm1Weight: v(b + "norm1.weight"), norm1Bias: v(b + "norm1.bias"), qkvWeight: v(b + "attn.qkv.weight"),
+                qkvBias: o(b + "attn.qkv.bias"), projWeight: v(b + "attn.proj.weight"), projBias: v(b + "attn.proj.bias"),
+                ls1Gamma: o(b + "ls1.gamma"), norm2Weight: v(b + "norm2.weight"), norm2Bias: v(b + "norm2.bias"),
+                fc1Weight: v(b + "mlp.fc1.weight"), fc1Bias: v(b + "mlp.fc1.bias"), fc2Weight: v(b + "mlp.fc2.weight"),
+                fc2Bias: v(b + "mlp.fc2.bias"), ls2Gamma: o(b + "ls2.gamma"))
+        }
+        normWeight = v("norm.weight"); normBias = v("norm.bias")
+        headWeight = o("head.weight"); headBias = o("head.bias")
+    }
+}
+
+/// One block's forward activations and caches.
+public struct ViTBlockActivations<T: NNScalar> {
+    public let ln1: UnsafeMutablePointer<T>           // (B, N, C) norm1 output
+    public let ln1Mean: UnsafeMutablePointer<T>       // (B, N)
+    public let ln1Rstd: UnsafeMutablePointer<T>       // (B, N)
+    public let qkv: UnsafeMutablePointer<T>           // (B, N, 3C)
+    public let probs: UnsafeMutablePointer<T>         // (B, NH, N, N) attention probabilities
+    public let attnOut: UnsafeMutablePointer<T>       // (B, N, C) heads concatenated
+    public let proj: UnsafeMutablePointer<T>          // (B, N, C)
+    public let x2: UnsafeMutablePointer<T>            // (B, N, C) stream after the attention branch
+    public let ln2: UnsafeMutablePointer<T>           // (B, N, C)
+    public let ln2Mean: UnsafeMutablePointer<T>       // (B, N)
+    public let ln2Rstd: UnsafeMutablePointer<T>       // (B, N)
+    public let fc1: UnsafeMutablePointer<T>           // (B, N, HD)
+    public let gelu: UnsafeMutablePointer<T>          // (B, N, HD)
+    public let fc2: UnsafeMutablePointer<T>           // (B, N, C)
+    public let out: UnsafeMutablePointer<T>           // (B, N, C) block output
+    public let features: UnsafeMutablePointer<T>      // (B, Np, C) final-normed patch tokens (feature layers only)
+    public let featuresMean: UnsafeMutablePointer<T>  // (B, Np)
+    public let featuresRstd: UnsafeMutablePointer<T>  // (B, Np)
+}
+
+/// Forward activations of the whole ViT.
+public struct ViTActivations<T: NNScalar> {
+    public let inputNormed: UnsafeMutablePointer<T>   // (B, 3, H, H)
+    public let patchCols: UnsafeMutablePointer<T>     // (B, Np, K) im2col cache
+    public let patchOut: UnsafeMutablePointer<T>      // (B, Np, C)
+    public let tokens: UnsafeMutablePointer<T>        // (B, N, C) block 0 input
+    public let blocks: [ViTBlockActivations<T>]       // depth
+    public let headClsNorm: UnsafeMutablePointer<T>?  // (B, C) final-normed class token, with a head
+    public let headMean: UnsafeMutablePointer<T>?     // (B)
+    public let headRstd: UnsafeMutablePointer<T>?     // (B)
+    public let headLogits: UnsafeMutablePointer<T>?   // (B, classes)
+
+    init(_ arena: Arena<T>, config c: ViTConfig) {
+        func v(_ n: String) -> UnsafeMutablePointer<T> { arena.pointer(n) }
+        func o(_ n: String) -> UnsafeMutablePointer<T>? { arena.contains(n) ? arena.pointer(n) : nil }
+        inputNormed = v("input.normed"); patchCols = v("patch.cols"); patchOut = v("patch.out"); tokens = v("tokens")
+        blocks = (0..<c.depth).map { i in
+            let b = "blocks.\(i).", f = "features.\(i)"
+            return ViTBlockActivations(
+                ln1: v(b + "ln1"), ln1Mean: v(b + "ln1.mean"), ln1Rstd: v(b + "ln1.rstd"), qkv: v(b + "qkv"),
+                probs: v(b + "attn.probs"), attnOut: v(b + "attn.out"), proj: v(b + "proj"), x2: v(b + "x2"),
+                ln2: v(b + "ln2"), ln2Mean: v(b + "ln2.mean"), ln2Rstd: v(b + "ln2.rstd"), fc1: v(b + "fc1"),
+                gelu: v(b + "gelu"), fc2: v(b + "fc2"), out: v(b + "out"), features: v(f), featuresMean: v(f + ".mean"),
+                featuresRstd: v(f + ".rstd"))
+        }
+        headClsNorm = o("head.clsnorm"); headMean = o("head.mean"); headRstd = o("head.rstd")
+        headLogits = o("head.logits")
+    }
+}
+
+/// Backward scratch, reused by every block. Backward *adds* into these, so they are zeroed in exactly two places,
+/// through the kernels, for the batch's prefix only:
+/// - ``zeroStep(batch:kernels:)`` (dResidual, dClsNorm, dPatches, dNormed) once at the start of every backward;
+/// - ``zeroBlock(batch:kernels:)`` (dBranch2 … dLN1) once per block, before the block's branches run.
+/// `dScores` and `dCols` are overwritten by their kernels and never zeroed.
+public struct ViTScratch<T: NNScalar> {
+    public let dResidual: UnsafeMutablePointer<T>     // (B, N, C) gradient of the residual stream, in place
+    public let dClsNorm: UnsafeMutablePointer<T>      // (B, C)
+    public let dPatches: UnsafeMutablePointer<T>      // (B, Np, C)
+    public let dNormed: UnsafeMutablePointer<T>       // (B, 3, H, H)
+    public let dBranch2: UnsafeMutablePointer<T>      // (B, N, C) dFC2 with LayerScale (empty without)
+    public let dGELU: UnsafeMutablePointer<T>         // (B, N, HD)
+    public let dFC1: UnsafeMutablePointer<T>          // (B, N, HD)
+    public let dLN2: UnsafeMutablePointer<T>          // (B, N, C)
+    public let dBranch1: UnsafeMutablePointer<T>      // (B, N, C) dProj with LayerScale (empty without)
+    public let dAttnOut: UnsafeMutablePointer<T>      // (B, N, C)
+    public let dQKV: UnsafeMutablePointer<T>          // (B, N, 3C)
+    public let dLN1: UnsafeMutablePointer<T>          // (B, N, C) gradient on the norm1 output
+    public let dScores: UnsafeMutablePointer<T>       // (B, NH, N, N) overwritten
+    public let dCols: UnsafeMutablePointer<T>         // (B, Np, K) overwritten
+    /// (buffer, elements per image) zeroed by ``zeroStep(batch:kernels:)`` / ``zeroBlock(batch:kernels:)``.
+    let stepBuffers: [(UnsafeMutablePointer<T>, Int)], blockBuffers: [(UnsafeMutablePointer<T>, Int)]
+
+    /// Zeroes the per-step gradient buffers for `batch` images (start of a backward).
+    public func zeroStep(batch: Int, kernels: any Kernels<T>) {
+        for (p, n) in stepBuffers { kernels.zero(p, count: batch * n) }
+    }
+
+    /// Zeroes the per-block gradient buffers for `batch` images (start of each block's backward).
+    public func zeroBlock(batch: Int, kernels: any Kernels<T>) {
+        for (p, n) in blockBuffers { kernels.zero(p, count: batch * n) }
+    }
+
+    static func layout(_ c: ViTConfig, maxBatch B: Int) -> [(name: String, shape: [Int])] {
+        let C = c.dim, N = c.numTokens, Np = c.numPatches, NH = c.heads, HD = c.mlpHidden, H = c.imageSize
+        let K = 3 * c.patchSize * c.patchSize, lsRows = c.hasLayerScale ? B : 0
+        return [("dResidual", [B, N, C]), ("dClsNorm", [B, C]), ("dPatches", [B, Np, C]), ("dNormed", [B, 3, H, H]),
+                ("dBranch2", [lsRows, N, C]), ("dGELU", [B, N, HD]), ("dFC1", [B, N, HD]), ("dLN2", [B, N, C]),
+                ("dBranch1", [lsRows, N, C]), ("dAttnOut", [B, N, C]), ("dQKV", [B, N, 3 * C]), ("dLN1", [B, N, C]),
+                ("dScores", [B, NH, N, N]), ("dCols", [B, Np, K])]
+    }
+
+    init(_ arena: Arena<T>, config c: ViTConfig) {
+        func v(_ n: String) -> UnsafeMutablePointer<T> { arena.pointer(n) }
+        dResidual = v("dResidual"); dClsNorm = v("dClsNorm"); dPatches = v("dPatches"); dNormed = v("dNormed")
+        dBranch2 = v("dBranch2"); dGELU = v("dGELU"); dFC1 = v("dFC1"); dLN2 = v("dLN2"); dBranch1 = v("dBranch1")
+        dAttnOut = v("dAttnOut"); dQKV = v("dQKV"); dLN1 = v("dLN1"); dScores = v("dScores"); dCols = v("dCols")
+        let C = c.dim, N = c.numTokens, HD = c.mlpHidden, ls = c.hasLayerScale ? N * C : 0
+        stepBuffers = [(dResidual, N * C), (dClsNorm, C), (dPatches, c.numPatches * C), (dNormed, 3 * c.imageSize * c.imageSize)]
+        blockBuffers = [(dBranch2, ls), (dGELU, N * HD), (dFC1, N * HD), (dLN2, N * C), (dBranch1, ls),
+                        (dAttnOut, N * C), (dQKV, N * 3 * C), (dLN1, N * C)]
+    }
+}
