@@ -1,7 +1,7 @@
 import PatchGuardCore
 
-/// A binary `height × width` mask (row-major `UInt8` 0/1) with the queries placement needs: square dilation and
-/// O(1) "is this rectangle all foreground" through a summed-area table.
+/// A binary `height × width` mask (row-major `UInt8` 0/1) with the morphology foreground masks and placement need
+/// (square dilation and erosion, hole filling) and O(1) "is this rectangle all foreground" through a summed-area table.
 public struct BinaryMask: Sendable, Equatable {
     public let width: Int
     public let height: Int
@@ -57,6 +57,32 @@ public struct BinaryMask: Sendable, Equatable {
             }
         }
         return BinaryMask(width: w, height: h, bits: out)
+    }
+
+    /// Square erosion by `radius` (pixels outside the image count as foreground): the dual of
+    /// ``dilated(radius:)``, `out = ¬ dilate(¬ in)`.
+    public func eroded(radius: Int) -> BinaryMask {
+        guard radius > 0 else { return self }
+        let inverse = BinaryMask(width: width, height: height, bits: bits.map { 1 - $0 })
+        return BinaryMask(width: width, height: height, bits: inverse.dilated(radius: radius).bits.map { 1 - $0 })
+    }
+
+    /// The holes filled: background pixels not 4-connected to the image border become foreground.
+    public func fillingHoles() -> BinaryMask {
+        let w = width, h = height
+        var outside = [Bool](repeating: false, count: w * h)
+        var stack: [Int] = []
+        func push(_ i: Int) { if bits[i] == 0 && !outside[i] { outside[i] = true; stack.append(i) } }
+        for x in 0..<w { push(x); push((h - 1) * w + x) }
+        for y in 0..<h { push(y * w); push(y * w + w - 1) }
+        while let p = stack.popLast() {
+            let y = p / w, x = p - y * w
+            if x > 0 { push(p - 1) }
+            if x + 1 < w { push(p + 1) }
+            if y > 0 { push(p - w) }
+            if y + 1 < h { push(p + w) }
+        }
+        return BinaryMask(width: w, height: h, bits: outside.map { $0 ? 0 : 1 })
     }
 
     /// Summed-area table, `(height+1) × (width+1)`: `S[y][x] = Σ bits[0..<y, 0..<x]`.

@@ -37,4 +37,37 @@ public enum JetColormap {
 
     /// A 256-entry table (`rgb(i/255)`), what ``HeatmapWriter`` colours pixels with.
     public static let table: [(r: Float, g: Float, b: Float)] = (0..<256).map { rgb(Float($0) / 255) }
+
+    /// A `height × width` map with values in [0, 1] as a jet-coloured RGB image, each value coloured exactly
+    /// (``rgb(_:)``, not the 256-entry ``table``).
+    /// - Throws: `invalidArgument` if `map` does not hold `width × height` values.
+    public static func image(_ map: [Float], width: Int, height: Int) throws -> Image {
+        guard map.count == width * height, width > 0, height > 0 else {
+            throw PatchGuardError.invalidArgument("jet image: \(map.count) values for \(height)×\(width)")
+        }
+        let plane = width * height
+        var px = [Float](repeating: 0, count: 3 * plane)
+        for i in 0..<plane {
+            let (r, g, b) = rgb(map[i])
+            px[i] = r; px[plane + i] = g; px[2 * plane + i] = b
+        }
+        return Image(width: width, height: height, channels: 3, pixels: px)
+    }
+
+    /// `(1 − a)·image + a·jet(t)` per pixel of a planar RGB `image` (`3 × plane` values), `t = units[i]` in [0, 1]
+    /// looked up in ``table`` at `round(255·t)`, `a = opacity` clamped to [0, 1]. The heat maps' overlay.
+    public static func overlay(_ image: [Float], units: [Float], opacity: Float) -> [Float] {
+        let plane = units.count, a = min(1, max(0, opacity))
+        precondition(image.count == 3 * plane, "jet overlay: \(image.count) image values for \(plane) map values")
+        var out = [Float](repeating: 0, count: 3 * plane)
+        table.withUnsafeBufferPointer { table in
+            for i in 0..<plane {
+                let c = table[Int((units[i] * 255).rounded())]
+                out[i] = (1 - a) * image[i] + a * c.r
+                out[plane + i] = (1 - a) * image[plane + i] + a * c.g
+                out[2 * plane + i] = (1 - a) * image[2 * plane + i] + a * c.b
+            }
+        }
+        return out
+    }
 }

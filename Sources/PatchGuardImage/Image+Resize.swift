@@ -162,6 +162,7 @@ struct ResampleTable {
         var kind = filter
         if kind == .auto { kind = outSize > inSize ? .bilinear : .area }
 
+        let linear = kind == .bilinear ? LinearTaps(inSize: inSize, outSize: outSize) : nil
         // Sparse (start, weights) per output, then padded to a common tap count.
         var spans: [(start: Int, w: [Double])] = []
         spans.reserveCapacity(outSize)
@@ -170,11 +171,11 @@ struct ResampleTable {
             case .nearest:
                 spans.append((min(Int(((Double(i) + 0.5) * scale).rounded(.down)), inSize - 1), [1]))
             case .bilinear, .auto:
-                let s = max(0, (Double(i) + 0.5) * scale - 0.5)
-                let x0 = min(Int(s.rounded(.down)), inSize - 1)
-                let x1 = min(x0 + 1, inSize - 1)
-                let l = s - Double(x0)
-                if x1 == x0 || l <= 0 { spans.append((x0, [1])) } else { spans.append((x0, [1 - l, l])) }
+                // The taps of ``LinearTaps`` (the one implementation of PyTorch's bilinear source index); a tap
+                // that lands on one pixel (zero fraction, or clamped at the last pixel) is the single weight 1.
+                let x0 = Int(linear!.i0[i]), x1 = Int(linear!.i1[i])
+                let w0 = linear!.w0[i], w1 = linear!.w1[i]
+                if x1 == x0 || w1 <= 0 { spans.append((x0, [1])) } else { spans.append((x0, [Double(w0), Double(w1)])) }
             case .area:
                 let lo = Double(i) * scale, hi = Double(i + 1) * scale
                 let first = min(Int(lo.rounded(.down)), inSize - 1)

@@ -1,8 +1,10 @@
 import Foundation
 import PatchGuardCore
 
-// Image filters shared by scoring, Grad-CAM and foreground masks: PyTorch-compatible bilinear upsampling
-// (`align_corners=False`) and separable Gaussian blur with `reflect` borders.
+// Image filters shared by scoring, Grad-CAM, foreground masks and pseudo-anomaly synthesis: PyTorch-compatible
+// bilinear taps and upsampling (`align_corners=False`, also the taps of ``Image/resized(width:height:filter:)``), a
+// bilinear point sampler, and separable Gaussian blur. Border handling and kernel normalisation are explicit
+// parameters (``BorderMode``, ``GaussianKernelNormalization``) so each caller keeps its exact numbers.
 //
 // Shapes: planes are row-major `H × W` Float arrays; `GH × GW` grids are upsampled to `H × W`.
 
@@ -64,27 +66,61 @@ public func bilinearResample(_ out: UnsafeMutablePointer<Float>, _ src: UnsafePo
             let o = out + y * outWidth
             for x in 0..<outWidth {
                 let j0 = Int(xi0[x]), j1 = Int(xi1[x])
-                // Same association as PyTorch's CPU kernel: h0λ·(w0λ·v00 + w1λ·v01) + h1λ·(w0λ·v10 + w1λ·v11).
-                o[x] = a * (xw0[x] * r0[j0] + xw1[x] * r0[j1]) + b * (xw0[x] * r1[j0] + xw1[x] * r1[j1])
+                o[x] = bilinearBlend(r0[j0], r0[j1], r1[j0], r1[j1], x0: xw0[x], x1: xw1[x], y0: a, y1: b)
             }
         }
     }}}}}}}}
 }
 
+/// Where ``gaussianKernel1D(sigma:radius:normalization:)`` sums and divides (the two give kernels that differ in
+/// the last bit, and so blurs that differ).
+public enum GaussianKernelNormalization: Sendable, Equatable {
+    /// Weights, sum and division in Double, rounded to Float at the end (torchvision / kornia; scoring, foreground).
+    case double
+    /// Each weight rounded to Float first, then summed and divided in Float (pseudo-anomaly synthesis).
+    case float
+}
+
+/// The kernel radius `max(minimum, ⌈truncate·σ⌉)` (scipy's `truncate`, 3σ by default).
+@inlinable
+public func gaussianRadius(sigma: Double, truncate: Double = 3, minimum: Int = 0) -> Int {
+    max(minimum, Int((truncate * sigma).rounded(.up)))
+}
+
 /// The normalised 1-D Gaussian `g[j] = exp(−(j−r)²/(2σ²)) / Σ_j exp(−(j−r)²/(2σ²))`, `j = 0…2r`
-/// (torchvision / kornia `get_gaussian_kernel1d`). `sigma == 0` gives the identity kernel `[1]`.
-public func gaussianKernel1D(sigma: Double, radius: Int) throws -> [Float] {
+/// (torchvision / kornia `get_gaussian_kernel1d`), normalised as `normalization` says (``GaussianKernelNormalization``).
+/// `sigma == 0` or `radius == 0` gives the identity kernel `[1]`.
+public func gaussianKernel1D(sigma: Double, radius: Int,
+                             normalization: GaussianKernelNormalization = .double) throws -> [Float] {
     guard sigma.isFinite, sigma >= 0, radius >= 0 else {
         throw PatchGuardError.invalidArgument("Gaussian kernel: sigma \(sigma), radius \(radius)")
     }
     if sigma == 0 || radius == 0 { return [1] }
-    var g = (0...(2 * radius)).map { j -> Double in
+    let g = (0...(2 * radius)).map { j -> Double in
         let d = Double(j - radius)
         return exp(-d * d / (2 * sigma * sigma))
     }
-    let s = g.reduce(0, +)
-    for j in g.indices { g[j] /= s }
-    return g.map { Float($0) }
+    switch normalization {
+    case .double:
+        let s = g.reduce(0, +)
+        return g.map { Float($0 / s) }
+    case .float:
+        let f = g.map { Float($0) }
+        let s = f.reduce(0, +)
+        return f.map { $0 / s }
+    }
+}
+
+/// How a filter or sampler reads outside a plane of `n` pixels. The two mirrors differ in whether the edge pixel
+/// repeats, so a blur or sampler near the border gives different numbers; each caller names the one it was built
+/// with.
+public enum BorderMode: Sendable, Equatable {
+    /// Mirror about the edge pixel, the edge not repeated: `d c b | a b c d | c b a` (PyTorch
+    /// `padding_mode="reflect"`, numpy `reflect`, scipy `mirror`). ``reflectIndex(_:_:)``.
+    case reflect
+    /// Mirror about the edge, the edge repeated: `d c b a | a b c d | d c b a` (numpy `symmetric`, scipy
+    /// `reflect`, OpenCV `BORDER_REFLECT`). ``symmetricIndex(_:_:)``.
+    case symmetric
 }
 
 /// PyTorch `padding_mode="reflect"` index (mirror about the edge pixel, the edge not repeated: `d c b | a b c d | c b a`;
@@ -99,16 +135,63 @@ public func reflectIndex(_ i: Int, _ n: Int) -> Int {
     return m < n ? m : period - m
 }
 
-/// Separable Gaussian smoothing of one `height × width` plane in place, borders by ``reflectIndex(_:_:)``
-/// (torchvision `gaussian_blur` and kornia `gaussian_blur2d` default `'reflect'`). Horizontal pass, then vertical.
+/// Symmetric index (mirror about the edge, the edge repeated: `d c b a | a b c d | d c b a`; scipy `reflect`),
+/// folded repeatedly so any offset is valid.
+@inlinable
+public func symmetricIndex(_ i: Int, _ n: Int) -> Int {
+    let period = 2 * n
+    var m = i % period
+    if m < 0 { m += period }
+    return m < n ? m : period - 1 - m
+}
+
+/// `i` mapped into `0..<n` by `mode`.
+@inlinable
+public func borderIndex(_ i: Int, _ n: Int, _ mode: BorderMode) -> Int {
+    switch mode {
+    case .reflect: return reflectIndex(i, n)
+    case .symmetric: return symmetricIndex(i, n)
+    }
+}
+
+/// The bilinear blend of four neighbours `v00 v01 / v10 v11` (row, column) with horizontal weights `(x0, x1)` and
+/// vertical weights `(y0, y1)`: `y0·(x0·v00 + x1·v01) + y1·(x0·v10 + x1·v11)`, in that association (PyTorch's CPU
+/// kernel). Every bilinear reader in the project combines its taps through this.
+@inlinable @inline(__always)
+public func bilinearBlend(_ v00: Float, _ v01: Float, _ v10: Float, _ v11: Float,
+                          x0: Float, x1: Float, y0: Float, y1: Float) -> Float {
+    y0 * (x0 * v00 + x1 * v01) + y1 * (x0 * v10 + x1 * v11)
+}
+
+extension Image {
+    /// Bilinear sample of channel `c` at continuous pixel coordinates `(x, y)` (pixel centres at integers):
+    /// `i = ⌊x⌋`, `t = x − i`, neighbours `i` and `i + 1` (mapped into the image by `border`) weighted `1 − t` and
+    /// `t`, per axis, blended by ``bilinearBlend(_:_:_:_:x0:x1:y0:y1:)``.
+    @inlinable
+    public func bilinearSample(channel c: Int, x: Float, y: Float, border: BorderMode) -> Float {
+        let fx = x.rounded(.down), fy = y.rounded(.down)
+        let tx = x - fx, ty = y - fy
+        let x0 = Int(fx), y0 = Int(fy)
+        let base = c * width * height
+        let xa = borderIndex(x0, width, border), xb = borderIndex(x0 + 1, width, border)
+        let ya = borderIndex(y0, height, border), yb = borderIndex(y0 + 1, height, border)
+        return bilinearBlend(pixels[base + ya * width + xa], pixels[base + ya * width + xb],
+                             pixels[base + yb * width + xa], pixels[base + yb * width + xb],
+                             x0: 1 - tx, x1: tx, y0: 1 - ty, y1: ty)
+    }
+}
+
+/// Separable Gaussian smoothing of one `height × width` plane in place, borders by `border` (default
+/// ``BorderMode/reflect``: torchvision `gaussian_blur` and kornia `gaussian_blur2d` default `'reflect'`).
+/// Horizontal pass, then vertical; each output is `Σ_j k[j]·in[·]` summed in order `j = 0…2r`.
 /// `scratch` must hold `height × width` values.
 public func gaussianBlur(_ plane: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
-                         height: Int, width: Int, kernel: [Float]) {
+                         height: Int, width: Int, kernel: [Float], border: BorderMode = .reflect) {
     let r = kernel.count / 2
     if r == 0 { return }
     kernel.withUnsafeBufferPointer { kp in
         let k = kp.baseAddress!
-        // Horizontal: scratch[y][x] = Σ_j k[j]·plane[y][reflect(x + j − r)]. Interior columns skip the reflection.
+        // Horizontal: scratch[y][x] = Σ_j k[j]·plane[y][border(x + j − r)]. Interior columns skip the mapping.
         for y in 0..<height {
             let src = plane + y * width, dst = scratch + y * width
             for x in 0..<width {
@@ -117,17 +200,17 @@ public func gaussianBlur(_ plane: UnsafeMutablePointer<Float>, scratch: UnsafeMu
                     let base = src + (x - r)
                     for j in 0...(2 * r) { s += k[j] * base[j] }
                 } else {
-                    for j in 0...(2 * r) { s += k[j] * src[reflectIndex(x + j - r, width)] }
+                    for j in 0...(2 * r) { s += k[j] * src[borderIndex(x + j - r, width, border)] }
                 }
                 dst[x] = s
             }
         }
-        // Vertical: plane[y][x] = Σ_j k[j]·scratch[reflect(y + j − r)][x], accumulated row by row (contiguous).
+        // Vertical: plane[y][x] = Σ_j k[j]·scratch[border(y + j − r)][x], accumulated row by row (contiguous).
         for y in 0..<height {
             let dst = plane + y * width
             dst.update(repeating: 0, count: width)
             for j in 0...(2 * r) {
-                let src = scratch + reflectIndex(y + j - r, height) * width
+                let src = scratch + borderIndex(y + j - r, height, border) * width
                 let w = k[j]
                 for x in 0..<width { dst[x] += w * src[x] }
             }
@@ -135,18 +218,28 @@ public func gaussianBlur(_ plane: UnsafeMutablePointer<Float>, scratch: UnsafeMu
     }
 }
 
-/// Array convenience for ``gaussianBlur(_:scratch:height:width:kernel:)``.
-public func gaussianBlur(_ plane: [Float], height: Int, width: Int, sigma: Double, radius: Int) throws -> [Float] {
+/// Array convenience for ``gaussianBlur(_:scratch:height:width:kernel:border:)`` with a given kernel.
+public func gaussianBlur(_ plane: [Float], height: Int, width: Int, kernel: [Float],
+                         border: BorderMode = .reflect) throws -> [Float] {
     guard height > 0, width > 0, plane.count == height * width else {
         throw PatchGuardError.invalidArgument("Gaussian blur: \(plane.count) values for \(height)×\(width)")
     }
-    let kernel = try gaussianKernel1D(sigma: sigma, radius: radius)
     var out = plane
     var scratch = [Float](repeating: 0, count: plane.count)
     out.withUnsafeMutableBufferPointer { o in
         scratch.withUnsafeMutableBufferPointer { s in
-            gaussianBlur(o.baseAddress!, scratch: s.baseAddress!, height: height, width: width, kernel: kernel)
+            gaussianBlur(o.baseAddress!, scratch: s.baseAddress!, height: height, width: width, kernel: kernel,
+                         border: border)
         }
     }
     return out
+}
+
+/// Array convenience: ``gaussianKernel1D(sigma:radius:normalization:)`` then
+/// ``gaussianBlur(_:scratch:height:width:kernel:border:)``.
+public func gaussianBlur(_ plane: [Float], height: Int, width: Int, sigma: Double, radius: Int,
+                         normalization: GaussianKernelNormalization = .double,
+                         border: BorderMode = .reflect) throws -> [Float] {
+    let kernel = try gaussianKernel1D(sigma: sigma, radius: radius, normalization: normalization)
+    return try gaussianBlur(plane, height: height, width: width, kernel: kernel, border: border)
 }

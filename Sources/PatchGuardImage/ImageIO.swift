@@ -63,12 +63,11 @@ public enum ImageIO {
 
     /// Writes `image` (1 channel: gray, 3: RGB) as a PNG of `bitDepth` 8 or 16 bits per sample.
     ///
-    /// Atomic: the bytes go to a temporary file beside `path`, which is then renamed over `path`, so a reader
-    /// never sees a half-written file (no fsync: atomic against concurrent readers, not against power loss).
-    /// The parent directory must exist.
+    /// Atomic and durable through ``AtomicFile``: a reader never sees a half-written file, a crash leaves the old
+    /// file or the new one. The parent directory must exist.
     public static func writePNG(_ image: Image, path: String, bitDepth: Int = 8) throws {
         let bytes = try encodePNG(image, bitDepth: bitDepth, name: path)
-        try writeFileAtomically(bytes, path: path)
+        try AtomicFile.write(bytes, to: path)
     }
 
     /// `image` (1 or 3 channels) encoded as PNG of `bitDepth` 8 or 16 bits per sample.
@@ -140,45 +139,5 @@ public enum ImageIO {
             throw PatchGuardError.io(path: name, reason: reason)
         }
         return Array(UnsafeBufferPointer(start: data, count: buffer.size))
-    }
-
-    /// Writes `bytes` to a fresh temporary file in `path`'s directory, then renames it over `path`.
-    static func writeFileAtomically(_ bytes: [UInt8], path: String) throws {
-        func failure(_ what: String, _ code: Int32) -> PatchGuardError {
-            let reason: String
-            switch code {
-            case ENOENT: reason = "\(what): directory does not exist"
-            case EACCES: reason = "\(what): permission denied"
-            case EISDIR: reason = "\(what): is a directory"
-            default: reason = "\(what): " + String(cString: strerror(code))
-            }
-            return PatchGuardError.io(path: path, reason: reason)
-        }
-        let temporary = path + ".tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw failure("cannot create file", errno) }
-        var written = 0
-        let writeError: Int32? = bytes.withUnsafeBytes { raw -> Int32? in
-            while written < raw.count {
-                let n = write(fd, raw.baseAddress! + written, raw.count - written)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return errno
-                }
-                written += n
-            }
-            return nil
-        }
-        let closeResult = close(fd)
-        let closeError = closeResult == 0 ? nil : errno
-        if let code = writeError ?? closeError {
-            unlink(temporary)
-            throw failure("cannot write file", code)
-        }
-        if rename(temporary, path) != 0 {
-            let code = errno
-            unlink(temporary)
-            throw failure("cannot replace file", code)
-        }
     }
 }

@@ -28,7 +28,7 @@ struct BorderContrastTests {
             ".#####.",
             ".......",
         ])
-        #expect(fillingHoles(ring) == Self.mask([
+        #expect(ring.fillingHoles() == Self.mask([
             ".......",
             ".#####.",
             ".#####.",
@@ -43,7 +43,7 @@ struct BorderContrastTests {
             "#....",
             "#####",
         ])
-        #expect(fillingHoles(open) == open)
+        #expect(open.fillingHoles() == open)
         let block = Self.mask([
             "......",
             ".####.",
@@ -51,7 +51,7 @@ struct BorderContrastTests {
             ".####.",
             "......",
         ])
-        #expect(eroded(block, radius: 1) == Self.mask([
+        #expect(block.eroded(radius: 1) == Self.mask([
             "......",
             "......",
             "..##..",
@@ -60,7 +60,7 @@ struct BorderContrastTests {
         ]))
         // Outside the image counts as foreground for erosion: a full mask stays full.
         let full = BinaryMask(width: 4, height: 3, value: 1)
-        #expect(eroded(full, radius: 2) == full)
+        #expect(full.eroded(radius: 2) == full)
         // Closing (dilate then erode) fills a one-pixel crack.
         let cracked = Self.mask([
             "..........",
@@ -70,7 +70,7 @@ struct BorderContrastTests {
             "..........",
             "..........",
         ])
-        #expect(eroded(cracked.dilated(radius: 1), radius: 1) == Self.mask([
+        #expect(cracked.dilated(radius: 1).eroded(radius: 1) == Self.mask([
             "..........",
             "..........",
             "..######..",

@@ -157,40 +157,15 @@ public struct SafeTensorsWriter: Sendable {
         return out
     }
 
-    /// Writes the file atomically: a temporary file in the same directory is written, `fsync`ed and renamed over
-    /// `path` (then the directory is synced), so a crash leaves either the old file or the complete new one.
+    /// Writes the file atomically through ``AtomicFile`` (temporary file beside `path`, `fsync`, rename, folder
+    /// `fsync`): a crash leaves either the old file or the complete new one. The header and each tensor's bytes are
+    /// streamed, never concatenated.
     /// - Throws: ``PatchGuardError/io(path:reason:)`` naming `path` if any step fails (the temporary file is removed).
     public func write(to path: String) throws {
         let ordered = ordered
-        let url = URL(fileURLWithPath: path)
-        let directory = url.deletingLastPathComponent().path
-        let temporary = directory + "/." + url.lastPathComponent + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        func fail(_ what: String) -> PatchGuardError {
-            .io(path: path, reason: "\(what): \(String(cString: strerror(errno)))")
+        try AtomicFile.write(to: path) { emit in
+            try headerBytes(ordered).withUnsafeBytes { try emit($0) }
+            for (_, e) in ordered { try e.data.withUnsafeBytes { try emit($0) } }
         }
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL, mode_t(0o644))
-        guard fd >= 0 else { throw fail("cannot create temporary file \(temporary)") }
-        var done = false
-        defer { if !done { close(fd); unlink(temporary) } }
-
-        func writeAll(_ bytes: [UInt8]) throws {
-            try bytes.withUnsafeBytes { raw in
-                var written = 0
-                while written < raw.count {
-                    let r = Foundation.write(fd, raw.baseAddress! + written, raw.count - written)
-                    if r < 0 && errno == EINTR { continue }
-                    guard r > 0 else { throw fail("write failed after \(written) of \(raw.count) bytes") }
-                    written += r
-                }
-            }
-        }
-        try writeAll(headerBytes(ordered))
-        for (_, e) in ordered { try writeAll(e.data) }
-        guard fsync(fd) == 0 else { throw fail("fsync failed") }
-        done = true
-        guard close(fd) == 0 else { unlink(temporary); throw fail("close failed") }
-        guard rename(temporary, path) == 0 else { let e = fail("rename failed"); unlink(temporary); throw e }
-        let dirFD = open(directory, O_RDONLY)  // best effort: make the rename itself durable
-        if dirFD >= 0 { _ = fsync(dirFD); close(dirFD) }
     }
 }

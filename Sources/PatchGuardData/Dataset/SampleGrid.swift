@@ -28,24 +28,13 @@ public enum SampleGrid {
     }
 
     /// Tiles (all `3 × S × S`) laid out row by row with `gap` pixels of dark gray between and around them;
-    /// a short row is padded with background.
+    /// a short row is padded with background (``ImagePanel/compose(rows:gap:margin:background:clamp:)``).
     public static func compose(rows: [[Image]], gap: Int = 2) -> Image {
         let tile = rows.lazy.flatMap { $0 }.first?.width ?? 1
-        let columns = max(1, rows.map(\.count).max() ?? 1)
-        let width = columns * (tile + gap) + gap, height = rows.count * (tile + gap) + gap
-        var out = Image(width: width, height: height, channels: 3, value: 0.12)
-        for (r, row) in rows.enumerated() {
-            for (c, t) in row.enumerated() {
-                precondition(t.channels == 3 && t.width == tile && t.height == tile, "tiles must be 3×S×S")
-                let x0 = gap + c * (tile + gap), y0 = gap + r * (tile + gap)
-                for ch in 0..<3 {
-                    for y in 0..<tile {
-                        for x in 0..<tile { out[ch, y0 + y, x0 + x] = t[ch, y, x] }
-                    }
-                }
-            }
+        for row in rows {
+            for t in row { precondition(t.channels == 3 && t.width == tile && t.height == tile, "tiles must be 3×S×S") }
         }
-        return out
+        return ImagePanel.compose(rows: rows, gap: gap, margin: gap, background: 0.12)
     }
 
     /// A grid of loaded samples, `columns` per row: each sample is its image above the image with its mask in

@@ -234,12 +234,14 @@ public enum GeneratedDataset {
                 "test_good": counts.testGood, "test_defective": counts.testDefective,
                 "object": kind.isObject, "defect_types": kind.defectTypes,
             ]
+            let markerPath = MVTecCategory.join(dir, markerFile)
+            let data: Data
             do {
-                let data = try JSONSerialization.data(withJSONObject: marker, options: [.prettyPrinted, .sortedKeys])
-                try data.write(to: URL(fileURLWithPath: MVTecCategory.join(dir, markerFile)), options: .atomic)
+                data = try JSONSerialization.data(withJSONObject: marker, options: [.prettyPrinted, .sortedKeys])
             } catch {
-                throw PatchGuardError.io(path: MVTecCategory.join(dir, markerFile), reason: "\(error)")
+                throw PatchGuardError.io(path: markerPath, reason: "\(error)")
             }
+            try AtomicFile.write(data, to: markerPath)
             scanned.append(try MVTecCategory.scan(root: root, category: kind.rawValue))
         }
         return scanned

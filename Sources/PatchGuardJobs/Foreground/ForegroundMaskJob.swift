@@ -179,39 +179,20 @@ public func computeForegroundMasks(category: MVTecCategory, config: ForegroundCo
 
 // MARK: - Pictures
 
-/// A `height × width` map with values in [0, 1] as a jet-coloured RGB image (``JetColormap``, the heat maps' colours).
+/// A `height × width` map with values in [0, 1] as a jet-coloured RGB image (``JetColormap/image(_:width:height:)``,
+/// the heat maps' colours).
 public func jetImage(_ map: [Float], width: Int, height: Int) throws -> Image {
-    guard map.count == width * height, width > 0, height > 0 else {
-        throw PatchGuardError.invalidArgument("jet image: \(map.count) values for \(height)×\(width)")
-    }
-    let plane = width * height
-    var px = [Float](repeating: 0, count: 3 * plane)
-    for i in 0..<plane {
-        let (r, g, b) = JetColormap.rgb(map[i])
-        px[i] = r; px[plane + i] = g; px[2 * plane + i] = b
-    }
-    return Image(width: width, height: height, channels: 3, pixels: px)
+    try JetColormap.image(map, width: width, height: height)
 }
 
 /// Image | Grad-CAM heat map (jet, from the normalised map) | mask side by side, separated by 4 white columns.
 public func foregroundPreview(image: Image, heatMap: [Float], mask: Image) throws -> Image {
-    let w = image.width, h = image.height, gap = 4
+    let w = image.width, h = image.height
     guard mask.width == w, mask.height == h, mask.channels == 1, heatMap.count == w * h else {
         throw PatchGuardError.invalidArgument("preview: image \(h)×\(w), heat map \(heatMap.count) values, "
                                               + "mask \(mask.channels)×\(mask.height)×\(mask.width)")
     }
-    let panels = [image.toRGB(), try jetImage(heatMap, width: w, height: h), mask.toRGB()]
-    let W = 3 * w + 2 * gap
-    var out = Image(width: W, height: h, channels: 3, value: 1)
-    for (k, panel) in panels.enumerated() {
-        let x0 = k * (w + gap)
-        for c in 0..<3 {
-            for y in 0..<h {
-                for x in 0..<w { out[c, y, x0 + x] = panel[c, y, x] }
-            }
-        }
-    }
-    return out
+    return ImagePanel.row([image, try JetColormap.image(heatMap, width: w, height: h), mask], gap: 4, background: 1)
 }
 
 /// `a/b/c` without doubled slashes.

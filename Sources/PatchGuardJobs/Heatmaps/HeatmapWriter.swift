@@ -153,48 +153,25 @@ public struct HeatmapWriter: Sendable {
               let cleanMap = image.cleanMap, cleanMap.values.count == plane else {
             throw PatchGuardError.invalidArgument("heat maps: \(sample.imagePath) has no S×S map or image")
         }
-        var panels: [[Float]] = [sample.image.pixels, overlay(sample.image.pixels, cleanMap.values, normalization),
-                                 gray(sample.mask.pixels)]
+        func rgb(_ pixels: [Float]) -> Image { Image(width: s, height: s, channels: 3, pixels: pixels) }
+        func gray(_ plane: [Float]) -> Image { Image(width: s, height: s, channels: 1, pixels: plane) }
+        var panels = [sample.image, rgb(overlay(sample.image.pixels, cleanMap.values, normalization)),
+                      gray(sample.mask.pixels)]
         if let threshold { panels.append(gray(cleanMap.values.map { $0 >= threshold ? 1 : 0 })) }
         for a in image.attacked {
             guard let x = a.image, let m = a.map, x.pixels.count == 3 * plane, m.values.count == plane else {
                 throw PatchGuardError.invalidArgument("heat maps: \(sample.imagePath) lacks its attacked image or map")
             }
-            panels.append(x.pixels)
-            panels.append(overlay(x.pixels, m.values, normalization))
+            panels.append(rgb(x.pixels))
+            panels.append(rgb(overlay(x.pixels, m.values, normalization)))
         }
-        let gap = max(0, options.gap), k = panels.count
-        let width = k * s + (k - 1) * gap
-        var out = [Float](repeating: 1, count: 3 * s * width)
-        for (p, rgb) in panels.enumerated() {
-            let x0 = p * (s + gap)
-            for c in 0..<3 {
-                for y in 0..<s {
-                    let dst = (c * s + y) * width + x0, src = c * plane + y * s
-                    for x in 0..<s { out[dst + x] = rgb[src + x] }
-                }
-            }
-        }
-        return Image(width: width, height: s, channels: 3, pixels: out)
+        return ImagePanel.row(panels, gap: max(0, options.gap), background: 1)
     }
 
-    /// `(1 − a)·image + a·jet(unit(map))`, planar RGB.
+    /// `(1 − a)·image + a·jet(unit(map))`, planar RGB (``JetColormap/overlay(_:units:opacity:)``).
     func overlay(_ image: [Float], _ map: [Float], _ norm: HeatmapNormalization) -> [Float] {
-        let plane = map.count, a = min(1, max(0, options.overlayOpacity))
-        var out = [Float](repeating: 0, count: 3 * plane)
-        JetColormap.table.withUnsafeBufferPointer { table in
-            for i in 0..<plane {
-                let c = table[Int((norm.unit(map[i]) * 255).rounded())]
-                out[i] = (1 - a) * image[i] + a * c.r
-                out[plane + i] = (1 - a) * image[plane + i] + a * c.g
-                out[2 * plane + i] = (1 - a) * image[2 * plane + i] + a * c.b
-            }
-        }
-        return out
+        JetColormap.overlay(image, units: map.map { norm.unit($0) }, opacity: options.overlayOpacity)
     }
-
-    /// One plane replicated into R, G, B.
-    func gray(_ plane: [Float]) -> [Float] { plane + plane + plane }
 
     /// The raw-maps file (see the type's documentation).
     func rawMapsWriter(_ result: EvaluationResult, samples: [LoadedSample],

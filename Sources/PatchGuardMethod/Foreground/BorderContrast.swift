@@ -104,7 +104,7 @@ public func borderContrastMap(image: Image, options: BorderContrastOptions = Bor
     var colour = [Float](repeating: 0, count: plane)
     for c in 0..<3 {
         let blurred = try gaussianBlur(Array(rgb.pixels[(c * plane)..<((c + 1) * plane)]), height: H, width: W,
-                                       sigma: sigma, radius: Int((3 * sigma).rounded(.up)))
+                                       sigma: sigma, radius: gaussianRadius(sigma: sigma))
         let (m, s) = robustCentreAndSpread(border.map { blurred[$0] }, floor: 1.0 / 255)
         for i in 0..<plane { let z = (blurred[i] - m) / s; colour[i] += z * z }
     }
@@ -120,32 +120,6 @@ public func borderContrastMap(image: Image, options: BorderContrastOptions = Bor
     let (tm, ts) = robustCentreAndSpread(border.map { texture[$0] }, floor: 1.0 / 255)
 
     return (0..<plane).map { i in max(0, max((colour[i] - cm) / cs, (texture[i] - tm) / ts)) }
-}
-
-/// Fills the holes of a mask: background pixels not 4-connected to the image border become foreground.
-public func fillingHoles(_ mask: BinaryMask) -> BinaryMask {
-    let w = mask.width, h = mask.height
-    var outside = [Bool](repeating: false, count: w * h)
-    var stack: [Int] = []
-    func push(_ i: Int) { if mask.bits[i] == 0 && !outside[i] { outside[i] = true; stack.append(i) } }
-    for x in 0..<w { push(x); push((h - 1) * w + x) }
-    for y in 0..<h { push(y * w); push(y * w + w - 1) }
-    while let p = stack.popLast() {
-        let y = p / w, x = p - y * w
-        if x > 0 { push(p - 1) }
-        if x + 1 < w { push(p + 1) }
-        if y > 0 { push(p - w) }
-        if y + 1 < h { push(p + w) }
-    }
-    return BinaryMask(width: w, height: h, bits: outside.map { $0 ? 0 : 1 })
-}
-
-/// Square erosion by `radius` (pixels outside the image count as foreground): the dual of
-/// ``BinaryMask/dilated(radius:)``.
-public func eroded(_ mask: BinaryMask, radius: Int) -> BinaryMask {
-    guard radius > 0 else { return mask }
-    let inverse = BinaryMask(width: mask.width, height: mask.height, bits: mask.bits.map { 1 - $0 })
-    return BinaryMask(width: mask.width, height: mask.height, bits: inverse.dilated(radius: radius).bits.map { 1 - $0 })
 }
 
 /// The border-contrast foreground mask of one image (1 × H × W in {0, 1}, never empty; see the top of this file).
@@ -173,7 +147,7 @@ public func borderContrastMask(image: Image, options: BorderContrastOptions = Bo
     let threshold = max(otsu, floor)
     var mask = try keepingLargestComponent(BinaryMask(width: W, height: H, bits: map.map { $0 > threshold ? 1 : 0 }))
     let close = max(1, Int((options.windowFraction * Double(min(W, H))).rounded()))
-    mask = eroded(mask.dilated(radius: close), radius: close)
-    mask = fillingHoles(mask).dilated(radius: options.dilation)
+    mask = mask.dilated(radius: close).eroded(radius: close)
+    mask = mask.fillingHoles().dilated(radius: options.dilation)
     return ForegroundMaskResult(mask: mask.image, normalizedMap: normalized, threshold: threshold / hi, warning: nil)
 }

@@ -297,48 +297,20 @@ public enum PatchAugment {
         return 0.299 * p.pixels[i] + 0.587 * p.pixels[n + i] + 0.114 * p.pixels[2 * n + i]
     }
 
-    /// Index `i` mirrored into `0..<n` (`d c b a | a b c d | d c b a`, scipy's `reflect`).
-    @inline(__always) static func mirror(_ i: Int, _ n: Int) -> Int {
-        let m = 2 * n
-        var j = i % m
-        if j < 0 { j += m }
-        return j < n ? j : m - 1 - j
-    }
-
     /// Bilinear sample of channel `c` at continuous pixel coordinates `(x, y)` (pixel centres at integers),
-    /// mirrored outside the patch.
+    /// mirrored outside the patch with the edge repeated (``BorderMode/symmetric``).
     @inline(__always) static func bilinearMirrored(_ p: Image, _ c: Int, _ x: Float, _ y: Float) -> Float {
-        let fx = x.rounded(.down), fy = y.rounded(.down)
-        let tx = x - fx, ty = y - fy
-        let x0 = Int(fx), y0 = Int(fy)
-        let w = p.width, h = p.height, base = c * p.planeSize
-        let xa = mirror(x0, w), xb = mirror(x0 + 1, w), ya = mirror(y0, h), yb = mirror(y0 + 1, h)
-        let top = p.pixels[base + ya * w + xa] * (1 - tx) + p.pixels[base + ya * w + xb] * tx
-        let bottom = p.pixels[base + yb * w + xa] * (1 - tx) + p.pixels[base + yb * w + xb] * tx
-        return top * (1 - ty) + bottom * ty
+        p.bilinearSample(channel: c, x: x, y: y, border: .symmetric)
     }
 
-    /// Separable Gaussian filter of one `height × width` plane, radius `⌈3σ⌉`, mirrored borders.
+    /// Separable Gaussian filter of one `height × width` plane: radius `max(1, ⌈3σ⌉)`, the kernel normalised in
+    /// Float, mirrored borders with the edge repeated (``BorderMode/symmetric``) — the Image module's
+    /// ``gaussianBlur(_:height:width:sigma:radius:normalization:border:)`` with this step's settings.
     static func gaussianFilter(_ plane: [Float], width w: Int, height h: Int, sigma: Double) -> [Float] {
-        let radius = max(1, Int((3 * sigma).rounded(.up)))
-        var kernel = (-radius...radius).map { Float(Foundation.exp(-Double($0 * $0) / (2 * sigma * sigma))) }
-        let total = kernel.reduce(0, +)
-        for i in kernel.indices { kernel[i] /= total }
-        var tmp = [Float](repeating: 0, count: w * h), out = tmp
-        for y in 0..<h {
-            for x in 0..<w {
-                var s: Float = 0
-                for k in -radius...radius { s += kernel[k + radius] * plane[y * w + mirror(x + k, w)] }
-                tmp[y * w + x] = s
-            }
-        }
-        for y in 0..<h {
-            for x in 0..<w {
-                var s: Float = 0
-                for k in -radius...radius { s += kernel[k + radius] * tmp[mirror(y + k, h) * w + x] }
-                out[y * w + x] = s
-            }
-        }
-        return out
+        // A σ that is not positive and finite blurs nothing (validated configs never pass one); with it, the plane
+        // matches its size, so the Image module's checks cannot throw.
+        guard sigma > 0, sigma.isFinite else { return plane }
+        return try! PatchGuardImage.gaussianBlur(plane, height: h, width: w, sigma: sigma, radius: gaussianRadius(sigma: sigma, minimum: 1),
+                          normalization: .float, border: .symmetric)
     }
 }

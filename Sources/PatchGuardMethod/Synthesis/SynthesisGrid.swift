@@ -26,28 +26,10 @@ public func synthesisGrid(originals: [Image], results: [Image], masks: [Image], 
                 + "\(m.width)×\(m.height) differ")
         }
     }
-    let width = originals.map { 3 * $0.width + 2 * gap }.max()!
-    let height = originals.reduce(0) { $0 + $1.height } + gap * (originals.count - 1)
-    var grid = Image(width: width, height: height, channels: 3, value: 1)
-    func blit(_ image: Image, x0: Int, y0: Int) {
-        for c in 0..<3 {
-            let src = min(c, image.channels - 1)
-            for y in 0..<image.height {
-                for x in 0..<image.width {
-                    grid[c, y0 + y, x0 + x] = min(1, max(0, image[src, y, x]))
-                }
-            }
-        }
-    }
-    var y0 = 0
-    for i in originals.indices {
-        let w = originals[i].width
-        blit(originals[i], x0: 0, y0: y0)
-        blit(results[i], x0: w + gap, y0: y0)
-        blit(masks[i], x0: 2 * (w + gap), y0: y0)
-        y0 += originals[i].height + gap
-    }
-    return grid
+    // ImagePanel's layout is exactly this grid's: rows `gap` apart, each `original | result | mask` `gap` apart,
+    // white elsewhere, values clamped to [0, 1], gray shown as gray.
+    let rows = originals.indices.map { [originals[$0], results[$0], masks[$0]] }
+    return ImagePanel.compose(rows: rows, gap: gap, background: 1, clamp: true)
 }
 
 /// Writes ``synthesisGrid(originals:results:masks:gap:)`` as one 8-bit RGB PNG at `path`.
