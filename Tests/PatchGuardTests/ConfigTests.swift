@@ -87,12 +87,13 @@ import PatchGuardData
 
     @Test func arrayElementsAreCheckedAgainstTheirSchema() throws {
         let ok = try? JobConfig.load(path: nil, overrides: [#"eval.attacks=[{"steps": 100}]"#])
-        #expect(ok?.eval.attacks.first?.steps == 100 && ok?.eval.attacks.first?.name == "pgd")
+        #expect(ok?.eval.attacks.first?.steps == 100 && ok?.eval.attacks.first?.name == .pgd)
         let image = try JobConfig.load(path: nil, overrides: [#"eval.attacks=[{"target": "image"}]"#])
-        #expect(try EvaluationAttack(image.eval.attacks[0]).target == .image)
-        #expect(try EvaluationAttack(ok!.eval.attacks[0]).target == .patches)
-        var bad = EvalAttackConfig(); bad.target = "pixels"
-        #expect(throws: PatchGuardError.self) { try EvaluationAttack(bad) }
+        #expect(image.eval.attacks[0].target == .image)
+        #expect(ok!.eval.attacks[0].target == .patches)
+        #expect(throws: PatchGuardError.self) {
+            _ = try JobConfig.load(path: nil, overrides: [#"eval.attacks=[{"target": "pixels"}]"#])
+        }
         let message = configError { _ = try JobConfig.load(path: nil, overrides: [#"eval.attacks=[{"stepz": 100}]"#]) }
         #expect(message.contains("eval.attacks.0.stepz") && message.contains("did you mean 'eval.attacks.0.steps'"))
     }

@@ -93,7 +93,7 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
 }
 
 @Suite struct EvaluationTests {
-    func settings(batch: Int = 3, attacks: [EvaluationAttack] = [], keepMaps: Bool = true) -> EvaluationSettings {
+    func settings(batch: Int = 3, attacks: [AttackSpec] = [], keepMaps: Bool = true) -> EvaluationSettings {
         EvaluationSettings(patchSize: 4, scoring: ScoringConfig(topK: 3, sigma: 2, radius: 3), batchSize: batch,
                            attacks: attacks, seed: 1, keepMaps: keepMaps, showProgress: false)
     }
@@ -139,8 +139,8 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
 
     @Test func attackedMetricsAreNotAboveCleanAndTheAttackStaysInBudget() throws {
         let samples = evalTestSet(normal: 6, anomalous: 6, seed: 11)
-        let weak = try EvaluationAttack(epsilon: 8.0 / 255, steps: 5)
-        let strong = try EvaluationAttack(epsilon: 0.25, steps: 10)
+        let weak = AttackSpec(epsilon: 8.0 / 255, steps: 5)
+        let strong = AttackSpec(epsilon: 0.25, steps: 10)
         let detector = EvalBrightnessDetector()
         let result = try Evaluator(detector: detector, settings: settings(batch: 5, attacks: [weak, strong]))
             .evaluate(samples, category: "toy")
@@ -186,7 +186,7 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
 
     @Test func batchSizeDoesNotChangeTheResult() throws {
         let samples = evalTestSet(normal: 4, anomalous: 3, seed: 5)
-        let attack = try EvaluationAttack(epsilon: 0.05, steps: 3)
+        let attack = AttackSpec(epsilon: 0.05, steps: 3)
         let one = try Evaluator(detector: EvalBrightnessDetector(), settings: settings(batch: 1, attacks: [attack]))
             .evaluate(samples, category: "toy")
         let four = try Evaluator(detector: EvalBrightnessDetector(), settings: settings(batch: 4, attacks: [attack]))
@@ -199,7 +199,7 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
     @Test func metricsJSONHasExactlyTheDocumentedKeys() throws {
         let samples = evalTestSet(normal: 4, anomalous: 4)
         let result = try Evaluator(detector: EvalBrightnessDetector(),
-                                   settings: settings(attacks: [try EvaluationAttack(epsilon: 8.0 / 255, steps: 2)]))
+                                   settings: settings(attacks: [AttackSpec(epsilon: 8.0 / 255, steps: 2)]))
             .evaluate(samples, category: "toy")
         let dir = temporaryDirectory("json")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -242,8 +242,8 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
             category: "c", images: 2, normalImages: 1, anomalousImages: 1, imageSize: 16, patchSize: 4, batchSize: 1,
             scoring: ScoringConfig(), auproFPRLimit: 0.3, seconds: 1, cleanSeconds: 1,
             clean: MetricSet(imageAUROC: 0.98765, pixelAUROC: nil, pixelAUPRO: 0.5, imageF1Max: 1, pixelF1Max: nil),
-            attacks: [AttackReport(name: "pgd", steps: 1000, epsilon: 8.0 / 255, alpha: 2.5 * 8 / 255 / 1000,
-                                   randomStart: false, seconds: 2, metrics: MetricSet())],
+            attacks: [AttackReport(attack: AttackSpec(epsilon: 8.0 / 255, steps: 1000), seconds: 2,
+                                   metrics: MetricSet())],
             notes: [])
         let lines = report.table().split(separator: "\n").map(String.init)
         #expect(lines.count == 4)
@@ -257,7 +257,7 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
     @Test func oneClassTestSetReportsNotApplicable() throws {
         let samples = evalTestSet(normal: 5, anomalous: 0)
         let result = try Evaluator(detector: EvalBrightnessDetector(),
-                                   settings: settings(attacks: [try EvaluationAttack(epsilon: 0.03, steps: 2)]))
+                                   settings: settings(attacks: [AttackSpec(epsilon: 0.03, steps: 2)]))
             .evaluate(samples, category: "only-good")
         #expect(result.report.clean == MetricSet())
         #expect(result.report.attacks[0].metrics == MetricSet())
@@ -289,9 +289,13 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
         #expect(throws: PatchGuardError.self) {
             _ = try Evaluator(detector: d, settings: EvaluationSettings(patchSize: 2, showProgress: false))  // 64 ≠ 16
         }
-        #expect(throws: PatchGuardError.self) { _ = try EvaluationAttack(epsilon: 2, steps: 10) }
-        var bad = EvalAttackConfig(); bad.name = "fgsm"
-        #expect(throws: PatchGuardError.self) { _ = try EvaluationAttack(bad) }
+        #expect(throws: PatchGuardError.self) { try AttackSpec(epsilon: 2, steps: 10).validate() }
+        #expect(throws: PatchGuardError.self) {
+            _ = try Evaluator(detector: d, settings: settings(attacks: [AttackSpec(epsilon: 2, steps: 10)]))
+        }
+        #expect(throws: PatchGuardError.self) {
+            _ = try JobConfig.load(path: nil, overrides: [#"eval.attacks=[{"name": "fgsm"}]"#])
+        }
         let evaluator = try Evaluator(detector: d, settings: settings())
         #expect(throws: PatchGuardError.self) { _ = try evaluator.evaluate([], category: "x") }
         var wrongSize = evalTestSet(normal: 2, anomalous: 1)
@@ -302,7 +306,7 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
     @Test func settingsFromTheJobConfig() throws {
         var eval = EvalConfig()
         eval.topK = 2; eval.sigma = 1.5; eval.radius = 2
-        var a = EvalAttackConfig(); a.steps = 1000; a.epsilon = 8.0 / 255
+        var a = AttackSpec(); a.steps = 1000; a.epsilon = 8.0 / 255
         eval.attacks = [a]
         let s = try EvaluationSettings(eval: eval, patchSize: 4, batchSize: 6)
         #expect(s.scoring == ScoringConfig(topK: 2, sigma: 1.5, radius: 2))

@@ -94,8 +94,12 @@ public struct AttackReport: Codable, Equatable, Sendable {
     /// defective image down).
     public static let imageTarget = PGDTarget.image.reportName
 
+    /// Keeps `attack` as it ran: its step size is set to the resolved ``AttackSpec/alpha``, so a report
+    /// decoded from `metrics.json` equals the one written.
     public init(attack: AttackSpec, seconds: Double, metrics: MetricSet) {
-        self.attack = attack; self.seconds = seconds; self.metrics = metrics
+        var ran = attack
+        ran.stepSize = attack.alpha
+        self.attack = ran; self.seconds = seconds; self.metrics = metrics
     }
 
     /// Attack family (`"pgd"`).
@@ -135,18 +139,17 @@ public struct AttackReport: Codable, Equatable, Sendable {
             throw DecodingError.dataCorruptedError(forKey: .target, in: c, debugDescription:
                 "unknown target \"\(targetName)\" (allowed: \(PGDTarget.allCases.map(\.reportName).joined(separator: ", ")))")
         }
-        attack = AttackSpec(name: try c.decode(AttackName.self, forKey: .name),
+        let attack = AttackSpec(name: try c.decode(AttackName.self, forKey: .name),
                             epsilon: try c.decode(Double.self, forKey: .epsilon),
                             steps: try c.decode(Int.self, forKey: .steps),
                             alpha: try c.decode(Double.self, forKey: .alpha),
                             randomStart: try c.decodeIfPresent(Bool.self, forKey: .randomStart) ?? false,
                             target: target)
-        seconds = try c.decodeIfPresent(Double.self, forKey: .seconds) ?? 0
-        metrics = MetricSet(imageAUROC: try c.decodeIfPresent(Double.self, forKey: .imageAUROC),
+        self.init(attack: attack, seconds: try c.decodeIfPresent(Double.self, forKey: .seconds) ?? 0, metrics: MetricSet(imageAUROC: try c.decodeIfPresent(Double.self, forKey: .imageAUROC),
                             pixelAUROC: try c.decodeIfPresent(Double.self, forKey: .pixelAUROC),
                             pixelAUPRO: try c.decodeIfPresent(Double.self, forKey: .pixelAUPRO),
                             imageF1Max: try c.decodeIfPresent(Double.self, forKey: .imageF1Max),
-                            pixelF1Max: try c.decodeIfPresent(Double.self, forKey: .pixelF1Max))
+                            pixelF1Max: try c.decodeIfPresent(Double.self, forKey: .pixelF1Max)))
     }
 
     /// `"PGD-10"`, `"PGD-10 image"`, `"PGD-1000 (random start)"`.
