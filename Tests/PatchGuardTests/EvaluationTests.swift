@@ -314,6 +314,60 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
         #expect(abs(s.attacks[0].alpha - 0.02 / 255) < 1e-12)
         #expect(s.batchSize == 6)
     }
+
+    @Test func oneAttackTypeFromConfigToReport() throws {
+        // Config → AttackSpec: the config's entry is the type the evaluator runs.
+        let config = try JobConfig.load(path: nil, overrides: [
+            #"eval.attacks=[{"steps": 2, "epsilon": "8/255", "target": "image"}, {"steps": 3, "alpha": 0.01}]"#])
+        let specs = config.eval.attacks
+        #expect(specs == [AttackSpec(epsilon: 8.0 / 255, steps: 2, target: .image),
+                          AttackSpec(epsilon: 8.0 / 255, steps: 3, alpha: 0.01)])
+        // → evaluator → report row and JSON: the report formats the spec, it does not re-derive it.
+        let samples = evalTestSet(normal: 4, anomalous: 4)
+        let settings = try EvaluationSettings(eval: config.eval, patchSize: 4, batchSize: 3, seed: 1, showProgress: false)
+        #expect(settings.attacks == specs)
+        let result = try Evaluator(detector: EvalBrightnessDetector(), settings: settings).evaluate(samples, category: "toy")
+        let rows = result.report.attacks
+        #expect(rows.map(\.attack.target) == [.image, .patches])
+        #expect(rows.map(\.alpha) == specs.map(\.alpha))
+        #expect(rows[0].alpha == 2.5 * (8.0 / 255) / 2 && rows[1].alpha == 0.01)
+        #expect(rows.map(\.target) == ["image (image labels)", "pixel (patch labels)"])
+        #expect(result.attacks.map(\.name) == ["PGD-2 image ε=8/255", "PGD-3 ε=8/255"])
+        let data = try result.report.jsonData()
+        let root = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let json = try #require(root["attacks"] as? [[String: Any]])
+        for (row, spec) in zip(json, specs) { #expect(abs(try #require(row["alpha"] as? Double) - spec.alpha) < 1e-15) }
+        #expect(json.map { $0["target"] as? String } == ["image (image labels)", "pixel (patch labels)"])
+        #expect(json.map { $0["steps"] as? Int } == [2, 3] && json.map { $0["name"] as? String } == ["pgd", "pgd"])
+        let decoded = try JSONDecoder().decode(EvaluationReport.self, from: data)
+        #expect(decoded == result.report && decoded.attacks[0].attack.target == .image)
+        // The table row shows the same α.
+        #expect(result.report.table().contains("| PGD-2 image | 8/255 | 2     | 10/255 "))
+    }
+
+    @Test func alphaIsResolvedOnceFromWhatWasGiven() throws {
+        let eps = 8.0 / 255
+        // The config keeps α as given (0 = default), so changing the steps changes the default α.
+        let config = try JobConfig.load(path: nil, overrides: [#"eval.attacks=[{"steps": 100}]"#, "attack.train_steps=4"])
+        #expect(config.eval.attacks[0].stepSize == 0 && config.eval.attacks[0].alpha == 2.5 * eps / 100)
+        let resolved = String(decoding: try config.resolvedJSON(), as: UTF8.self)
+        #expect(resolved.contains(#""alpha" : 0"#))
+        // The training attack resolves into the same type and the same rule.
+        #expect(config.attack.spec == AttackSpec(epsilon: eps, steps: 4))
+        #expect(config.attack.spec.alpha == 2.5 * eps / 4)
+        // The command line's attacks too.
+        let cli = AttackOverrides(steps: 20, epsilons: [eps, 4.0 / 255], targets: [.patches, .image]).attacks(config: config)
+        #expect(cli.count == 4 && cli.map(\.alpha) == [2.5 * eps / 20, 2.5 * (4.0 / 255) / 20, 2.5 * eps / 20, 2.5 * (4.0 / 255) / 20])
+        #expect(AttackOverrides(alpha: 0.003).attacks(config: config).map(\.alpha) == [0.003])
+        #expect(AttackOverrides().attacks(config: config) == config.eval.attacks)
+        #expect(AttackOverrides(attack: AttackChoice.none, steps: 5).attacks(config: config).isEmpty)
+        #expect(AttackOverrides(randomStart: true).attacks(config: config).map(\.randomStart) == [true])
+        // No steps: no step.
+        #expect(AttackSpec(epsilon: eps, steps: 0).alpha == 0)
+        // The report keeps the resolved α (and equals itself after a JSON round trip).
+        let row = AttackReport(attack: AttackSpec(epsilon: eps, steps: 10), seconds: 0, metrics: MetricSet())
+        #expect(row.alpha == 2.5 * eps / 10 && row.attack.stepSize == row.alpha)
+    }
 }
 
 /// A UTF-8 text file's contents; a missing or undecodable file fails the calling test.

@@ -118,7 +118,14 @@ extension JobConfig {
             let config = try JSONDecoder().decode(JobConfig.self, from: data)
             try config.validate(source: overrides.isEmpty ? source : "\(source) with --set")
             return config
-        } catch let error as DecodingError {
+        } catch var error as DecodingError {
+            // Foundation reports a non-integer where an integer is expected as invalid JSON at the top level;
+            // find the number responsible so the message can name its key.
+            if case let .dataCorrupted(ctx) = error, ctx.codingPath.isEmpty,
+               let path = StrictConfig.nonIntegerCulprit(in: tree, decoding: JobConfig.self) {
+                error = .dataCorrupted(.init(codingPath: path.map(StrictConfig.PathKey.init),
+                                             debugDescription: "expected an integer"))
+            }
             let blamed = StrictConfig.override(responsibleFor: error, among: overrides).map { "--set \($0)" }
             throw PatchGuardError.config(StrictConfig.describe(error, source: blamed ?? source, tree: tree))
         }

@@ -109,6 +109,49 @@ public enum StrictConfig {
         }
     }
 
+    /// A key of a path rebuilt from its spelling (`"0"` is an array index).
+    public struct PathKey: CodingKey {
+        public var stringValue: String
+        public var intValue: Int?
+        public init(_ key: String) { stringValue = key; intValue = Int(key) }
+        public init?(stringValue: String) { self.init(stringValue) }
+        public init?(intValue: Int) { self.init(String(intValue)) }
+    }
+
+    /// The first non-integral number in `tree` whose rounding changes how `T` decodes (the one an integer field
+    /// rejected), or nil.
+    public static func nonIntegerCulprit<T: Decodable>(in tree: JSONValue, decoding type: T.Type) -> [String]? {
+        func leaves(_ node: JSONValue, _ path: [String]) -> [[String]] {
+            switch node {
+            case let .object(o): return o.keys.sorted().flatMap { leaves(o[$0]!, path + [$0]) }
+            case let .array(a): return a.indices.flatMap { leaves(a[$0], path + ["\($0)"]) }
+            case let .number(v): return v == v.rounded() ? [] : [path]
+            default: return []
+            }
+        }
+        func replacing(_ path: ArraySlice<String>, in node: JSONValue, with value: JSONValue) -> JSONValue {
+            guard let key = path.first else { return value }
+            switch node {
+            case var .object(o): o[key] = replacing(path.dropFirst(), in: o[key] ?? .null, with: value); return .object(o)
+            case var .array(a):
+                guard let i = Int(key), a.indices.contains(i) else { return node }
+                a[i] = replacing(path.dropFirst(), in: a[i], with: value); return .array(a)
+            default: return node
+            }
+        }
+        func topLevelCorrupt(_ t: JSONValue) -> Bool {
+            do { _ = try JSONDecoder().decode(T.self, from: try JSONEncoder().encode(t)); return false } catch {
+                if case let DecodingError.dataCorrupted(ctx) = error { return ctx.codingPath.isEmpty }
+                return false
+            }
+        }
+        for path in leaves(tree, []) {
+            guard case let .number(v)? = value(at: path, in: tree) else { continue }
+            if !topLevelCorrupt(replacing(path[...], in: tree, with: .number(v.rounded(.down)))) { return path }
+        }
+        return nil
+    }
+
     /// The value at `path` in `tree`, if any.
     static func value(at path: [String], in tree: JSONValue) -> JSONValue? {
         var node = tree
