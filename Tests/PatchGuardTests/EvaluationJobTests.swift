@@ -58,10 +58,13 @@ import PatchGuardData
 
         // A config that states only data and eval settings takes the model from the checkpoint.
         let dataOnly = try writeTemp(#"{"data": {"root": "\#(root)"}, "eval": {"top_k": 2}}"#)
+        #expect(trained.seed != JobConfig().seed && trained.eval.batchSize != JobConfig().eval.batchSize)
         let partial = try EvaluationJob(checkpoint: checkpoint, configPath: dataOnly,
                                         attackOverrides: AttackOverrides(attack: AttackChoice.none))
         #expect(partial.config.model == trained.model && partial.config.data.imageSize == 16)
         #expect(partial.config.eval.topK == 2 && partial.attacks.isEmpty && partial.config.data.root == root)
+        // Keys the file does not state keep the checkpoint's values.
+        #expect(partial.config.seed == trained.seed && partial.config.eval.batchSize == trained.eval.batchSize)
     }
 
     @Test func modelKeysThatDisagreeWithTheCheckpointAreErrors() throws {

@@ -26,7 +26,8 @@ extension EvaluationJob {
             if let key = firstModelDifference(stated: file.user, in: file.merged, from: trained) {
                 throw mismatch(key, source: configPath, given: file.merged, trained: trained, checkpoint: checkpoint)
             }
-            tree = file.merged
+            // Keys were checked against the schema by `fileTree`; the file's stated values go over the checkpoint's.
+            tree = try StrictConfig.merge(file.user, over: trained, source: configPath)
             for section in ["model", "train"] { tree = replacing([section], in: tree, from: trained) }
             tree = replacing(["data", "image_size"], in: tree, from: trained)
         }

@@ -53,9 +53,10 @@ public struct EvaluationOutcome: Sendable {
 ///
 /// The config (``resolveConfig(checkpoint:configPath:overrides:)``) starts from the checkpoint's own stored config
 /// (safetensors metadata `config`, the resolved job config of the training run), so the model section
-/// (architecture, discriminator, feature layers), `data.image_size` and `train` come from the checkpoint. A
-/// `--config` file then replaces everything else (data, eval, seed, …) and `--set` overrides apply last; a model
-/// key that the file or a `--set` states and that differs from the checkpoint's is an error naming the key.
+/// (architecture, discriminator, feature layers), `data.image_size` and `train` come from the checkpoint. The keys
+/// a `--config` file states go over the checkpoint's (data, eval, seed, …; unstated keys keep the checkpoint's
+/// values) and `--set` overrides apply last; a model key that the file or a `--set` states and that differs from
+/// the checkpoint's is an error naming the key (`model.weights`, the backbone's initial weights, is not checked).
 /// Checkpoints without a stored config fall back to the given config, with a warning.
 public struct EvaluationJob {
     public var checkpoint: String
