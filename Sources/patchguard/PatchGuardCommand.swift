@@ -1,9 +1,7 @@
 import ArgumentParser
 import Foundation
 import PatchGuardCore
-import PatchGuardImage
-import PatchGuardNN
-import PatchGuardData
+
 import PatchGuardMethod
 import PatchGuardJobs
 
@@ -25,57 +23,4 @@ struct PatchGuardCommand: ParsableCommand {
 
 enum PatchGuardVersion {
     static let string = "0.1.0"
-}
-
-/// Options shared by every job command.
-struct JobOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Job config (JSON, snake_case keys). Without it the built-in defaults are used.",
-                                            valueName: "file"))
-    var config: String?
-
-    @Option(name: .customLong("set"), help: ArgumentHelp(
-        "Override one config key, e.g. --set data.category=bottle --set train.epochs=5 --set attack.epsilon=8/255. Repeatable.",
-        valueName: "key.path=value"))
-    var overrides: [String] = []
-
-    @Option(name: .long, help: ArgumentHelp("Run directory (default: runs/<timestamp>-<command>).", valueName: "dir"))
-    var output: String?
-
-    @Option(name: .long, help: "Seed for every random choice (overrides the config's `seed`).")
-    var seed: UInt64?
-
-    /// The resolved config: file, then --set, then --seed.
-    func loadConfig() throws -> JobConfig {
-        var sets = overrides
-        if let seed { sets.append("seed=\(seed)") }
-        return try JobConfig.load(path: config, overrides: sets)
-    }
-
-    /// Creates the run directory, writes the resolved config and logs the OpenBLAS core.
-    func openRun(command: String, config: JobConfig) throws -> RunDirectory {
-        let run = try RunDirectory(path: output, command: command)
-        try run.writeConfig(config)
-        run.log("patchguard \(PatchGuardVersion.string) \(command): run directory \(run.path)")
-        run.log(blasStartupLine)
-        return run
-    }
-}
-
-/// Library errors become one clear message and a non-zero exit code; nothing else prints stack traces.
-func runReportingErrors(_ body: () throws -> Void) throws {
-    do { try body() } catch let error as PatchGuardError {
-        FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
-        throw ExitCode(error.exitCode)
-    }
-}
-
-extension PatchGuardError {
-    var exitCode: Int32 {
-        switch self {
-        case .config, .invalidArgument: return 2
-        case .io, .dataset: return 3
-        case .numeric: return 4
-        case .notImplemented: return 70
-        }
-    }
 }

@@ -1,7 +1,5 @@
 import PatchGuardCore
-import PatchGuardImage
-import PatchGuardNN
-import PatchGuardData
+
 import PatchGuardMethod
 import PatchGuardJobs
 

@@ -184,13 +184,13 @@ struct BorderContrastTests {
         #expect(lines.count == 1 && lines[0].contains("2 masks computed by border contrast"))
 
         lines = []
-        config.foreground.method = "gradcam"
+        config.foreground.method = .gradcam
         let untouched = try preparingForegrounds(samples, config: config) { lines.append($0) }
         #expect(untouched.map(\.foreground) == samples.map(\.foreground))
         #expect(lines.count == 1 && lines[0].hasPrefix("warning:") && lines[0].contains("foreground.method"))
 
         lines = []
-        config.data.categoryType = "texture"
+        config.data.categoryType = .texture
         #expect(try preparingForegrounds(samples, config: config) { lines.append($0) }.map(\.foreground)
                 == samples.map(\.foreground))
         #expect(lines.isEmpty)

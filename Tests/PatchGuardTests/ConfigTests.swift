@@ -87,12 +87,13 @@ import PatchGuardData
 
     @Test func arrayElementsAreCheckedAgainstTheirSchema() throws {
         let ok = try? JobConfig.load(path: nil, overrides: [#"eval.attacks=[{"steps": 100}]"#])
-        #expect(ok?.eval.attacks.first?.steps == 100 && ok?.eval.attacks.first?.name == "pgd")
+        #expect(ok?.eval.attacks.first?.steps == 100 && ok?.eval.attacks.first?.name == .pgd)
         let image = try JobConfig.load(path: nil, overrides: [#"eval.attacks=[{"target": "image"}]"#])
-        #expect(try EvaluationAttack(image.eval.attacks[0]).target == .image)
-        #expect(try EvaluationAttack(ok!.eval.attacks[0]).target == .patches)
-        var bad = EvalAttackConfig(); bad.target = "pixels"
-        #expect(throws: PatchGuardError.self) { try EvaluationAttack(bad) }
+        #expect(image.eval.attacks[0].target == .image)
+        #expect(ok!.eval.attacks[0].target == .patches)
+        #expect(throws: PatchGuardError.self) {
+            _ = try JobConfig.load(path: nil, overrides: [#"eval.attacks=[{"target": "pixels"}]"#])
+        }
         let message = configError { _ = try JobConfig.load(path: nil, overrides: [#"eval.attacks=[{"stepz": 100}]"#]) }
         #expect(message.contains("eval.attacks.0.stepz") && message.contains("did you mean 'eval.attacks.0.steps'"))
     }
@@ -101,6 +102,55 @@ import PatchGuardData
         var c = JobConfig(); c.seed = 99; c.data.category = "x"
         let back = try JSONDecoder().decode(JobConfig.self, from: try c.resolvedJSON())
         #expect(back == c)
+    }
+
+    @Test func unknownEnumValueNamesKeyValueAndAllowedValues() throws {
+        let set = configError { _ = try JobConfig.load(path: nil, overrides: ["data.category_type=fabric"]) }
+        #expect(set.hasPrefix("--set data.category_type=fabric: data.category_type"))
+        #expect(set.contains("\"fabric\"") && set.contains("allowed: object, texture"))
+        let path = try writeTemp(#"{"foreground": {"method": "grad-cam", "threshold": "otsu"}}"#)
+        let file = configError { _ = try JobConfig.load(path: path) }
+        #expect(file.hasPrefix("\(path): foreground.method"))
+        #expect(file.contains("\"grad-cam\"") && file.contains("allowed: border, gradcam"))
+        let target = configError { _ = try JobConfig.load(path: nil, overrides: ["foreground.target=top-1"]) }
+        #expect(target.contains("foreground.target") && target.contains("allowed: top1, class, topk"))
+        let threshold = configError { _ = try JobConfig.load(path: nil, overrides: ["foreground.threshold=mean"]) }
+        #expect(threshold.contains("foreground.threshold") && threshold.contains("allowed: otsu, quantile"))
+        let attack = configError { _ = try JobConfig.load(path: nil, overrides: [#"eval.attacks=[{"target": "pixel"}]"#]) }
+        #expect(attack.hasPrefix("--set eval.attacks=") && attack.contains("eval.attacks.0.target")
+                && attack.contains("allowed: patches, image"))
+        let name = configError { _ = try JobConfig.load(path: nil, overrides: [#"eval.attacks=[{"name": "fgsm"}]"#]) }
+        #expect(name.contains("eval.attacks.0.name") && name.contains("\"fgsm\"") && name.contains("allowed: pgd"))
+        // Same JSON spelling as before the enums.
+        let c = try JobConfig.load(path: nil, overrides: ["data.category_type=texture", "foreground.method=gradcam",
+                                                          "foreground.target=class", "foreground.threshold=quantile"])
+        #expect(c.data.categoryType == .texture && c.foreground.method == .gradcam)
+        #expect(c.foreground.target == .classIndex && c.foreground.threshold == .quantile)
+        let json = String(decoding: try c.resolvedJSON(), as: UTF8.self)
+        #expect(json.contains(#""category_type" : "texture""#) && json.contains(#""target" : "class""#))
+    }
+
+    @Test func nonIntegerWhereAnIntegerIsExpectedNamesTheKey() throws {
+        let set = configError { _ = try JobConfig.load(path: nil, overrides: ["train.epochs=2.5"]) }
+        #expect(set.hasPrefix("--set train.epochs=2.5: train.epochs has the wrong type: expected an integer"))
+        #expect(set.contains("found 2.5"))
+        let path = try writeTemp(#"{"eval": {"top_k": 1.5}}"#)
+        let file = configError { _ = try JobConfig.load(path: path) }
+        #expect(file.hasPrefix("\(path): eval.top_k has the wrong type: expected an integer"))
+        #expect(try JobConfig.load(path: nil, overrides: ["train.epochs=3.0"]).train.epochs == 3)
+    }
+
+    @Test func errorsCausedByASetNameThatSet() throws {
+        let path = try writeTemp(#"{"train": {"epochs": 4}}"#)
+        let message = configError { _ = try JobConfig.load(path: path, overrides: ["train.lr=0.1", "train.epochs=abc"]) }
+        #expect(message.hasPrefix("--set train.epochs=abc: train.epochs has the wrong type: expected an integer"))
+        #expect(!message.contains(path))
+        // The file is blamed for its own mistakes even when --set is given.
+        let bad = try writeTemp(#"{"train": {"epochs": "many"}}"#)
+        let fileMessage = configError { _ = try JobConfig.load(path: bad, overrides: ["train.lr=0.1"]) }
+        #expect(fileMessage.hasPrefix("\(bad): train.epochs has the wrong type: expected an integer"))
+        let bool = configError { _ = try JobConfig.load(path: nil, overrides: ["train.adversarial=maybe"]) }
+        #expect(bool.hasPrefix("--set train.adversarial=maybe: train.adversarial has the wrong type: expected a boolean"))
     }
 
     @Test func editDistance() {

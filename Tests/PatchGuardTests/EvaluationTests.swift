@@ -93,7 +93,7 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
 }
 
 @Suite struct EvaluationTests {
-    func settings(batch: Int = 3, attacks: [EvaluationAttack] = [], keepMaps: Bool = true) -> EvaluationSettings {
+    func settings(batch: Int = 3, attacks: [AttackSpec] = [], keepMaps: Bool = true) -> EvaluationSettings {
         EvaluationSettings(patchSize: 4, scoring: ScoringConfig(topK: 3, sigma: 2, radius: 3), batchSize: batch,
                            attacks: attacks, seed: 1, keepMaps: keepMaps, showProgress: false)
     }
@@ -139,8 +139,8 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
 
     @Test func attackedMetricsAreNotAboveCleanAndTheAttackStaysInBudget() throws {
         let samples = evalTestSet(normal: 6, anomalous: 6, seed: 11)
-        let weak = try EvaluationAttack(epsilon: 8.0 / 255, steps: 5)
-        let strong = try EvaluationAttack(epsilon: 0.25, steps: 10)
+        let weak = AttackSpec(epsilon: 8.0 / 255, steps: 5)
+        let strong = AttackSpec(epsilon: 0.25, steps: 10)
         let detector = EvalBrightnessDetector()
         let result = try Evaluator(detector: detector, settings: settings(batch: 5, attacks: [weak, strong]))
             .evaluate(samples, category: "toy")
@@ -186,7 +186,7 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
 
     @Test func batchSizeDoesNotChangeTheResult() throws {
         let samples = evalTestSet(normal: 4, anomalous: 3, seed: 5)
-        let attack = try EvaluationAttack(epsilon: 0.05, steps: 3)
+        let attack = AttackSpec(epsilon: 0.05, steps: 3)
         let one = try Evaluator(detector: EvalBrightnessDetector(), settings: settings(batch: 1, attacks: [attack]))
             .evaluate(samples, category: "toy")
         let four = try Evaluator(detector: EvalBrightnessDetector(), settings: settings(batch: 4, attacks: [attack]))
@@ -199,7 +199,7 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
     @Test func metricsJSONHasExactlyTheDocumentedKeys() throws {
         let samples = evalTestSet(normal: 4, anomalous: 4)
         let result = try Evaluator(detector: EvalBrightnessDetector(),
-                                   settings: settings(attacks: [try EvaluationAttack(epsilon: 8.0 / 255, steps: 2)]))
+                                   settings: settings(attacks: [AttackSpec(epsilon: 8.0 / 255, steps: 2)]))
             .evaluate(samples, category: "toy")
         let dir = temporaryDirectory("json")
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -242,8 +242,8 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
             category: "c", images: 2, normalImages: 1, anomalousImages: 1, imageSize: 16, patchSize: 4, batchSize: 1,
             scoring: ScoringConfig(), auproFPRLimit: 0.3, seconds: 1, cleanSeconds: 1,
             clean: MetricSet(imageAUROC: 0.98765, pixelAUROC: nil, pixelAUPRO: 0.5, imageF1Max: 1, pixelF1Max: nil),
-            attacks: [AttackReport(name: "pgd", steps: 1000, epsilon: 8.0 / 255, alpha: 2.5 * 8 / 255 / 1000,
-                                   randomStart: false, seconds: 2, metrics: MetricSet())],
+            attacks: [AttackReport(attack: AttackSpec(epsilon: 8.0 / 255, steps: 1000), seconds: 2,
+                                   metrics: MetricSet())],
             notes: [])
         let lines = report.table().split(separator: "\n").map(String.init)
         #expect(lines.count == 4)
@@ -257,7 +257,7 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
     @Test func oneClassTestSetReportsNotApplicable() throws {
         let samples = evalTestSet(normal: 5, anomalous: 0)
         let result = try Evaluator(detector: EvalBrightnessDetector(),
-                                   settings: settings(attacks: [try EvaluationAttack(epsilon: 0.03, steps: 2)]))
+                                   settings: settings(attacks: [AttackSpec(epsilon: 0.03, steps: 2)]))
             .evaluate(samples, category: "only-good")
         #expect(result.report.clean == MetricSet())
         #expect(result.report.attacks[0].metrics == MetricSet())
@@ -289,9 +289,13 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
         #expect(throws: PatchGuardError.self) {
             _ = try Evaluator(detector: d, settings: EvaluationSettings(patchSize: 2, showProgress: false))  // 64 ≠ 16
         }
-        #expect(throws: PatchGuardError.self) { _ = try EvaluationAttack(epsilon: 2, steps: 10) }
-        var bad = EvalAttackConfig(); bad.name = "fgsm"
-        #expect(throws: PatchGuardError.self) { _ = try EvaluationAttack(bad) }
+        #expect(throws: PatchGuardError.self) { try AttackSpec(epsilon: 2, steps: 10).validate() }
+        #expect(throws: PatchGuardError.self) {
+            _ = try Evaluator(detector: d, settings: settings(attacks: [AttackSpec(epsilon: 2, steps: 10)]))
+        }
+        #expect(throws: PatchGuardError.self) {
+            _ = try JobConfig.load(path: nil, overrides: [#"eval.attacks=[{"name": "fgsm"}]"#])
+        }
         let evaluator = try Evaluator(detector: d, settings: settings())
         #expect(throws: PatchGuardError.self) { _ = try evaluator.evaluate([], category: "x") }
         var wrongSize = evalTestSet(normal: 2, anomalous: 1)
@@ -302,13 +306,67 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
     @Test func settingsFromTheJobConfig() throws {
         var eval = EvalConfig()
         eval.topK = 2; eval.sigma = 1.5; eval.radius = 2
-        var a = EvalAttackConfig(); a.steps = 1000; a.epsilon = 8.0 / 255
+        var a = AttackSpec(); a.steps = 1000; a.epsilon = 8.0 / 255
         eval.attacks = [a]
         let s = try EvaluationSettings(eval: eval, patchSize: 4, batchSize: 6)
         #expect(s.scoring == ScoringConfig(topK: 2, sigma: 1.5, radius: 2))
         #expect(s.attacks.count == 1 && s.attacks[0].steps == 1000)
         #expect(abs(s.attacks[0].alpha - 0.02 / 255) < 1e-12)
         #expect(s.batchSize == 6)
+    }
+
+    @Test func oneAttackTypeFromConfigToReport() throws {
+        // Config → AttackSpec: the config's entry is the type the evaluator runs.
+        let config = try JobConfig.load(path: nil, overrides: [
+            #"eval.attacks=[{"steps": 2, "epsilon": "8/255", "target": "image"}, {"steps": 3, "alpha": 0.01}]"#])
+        let specs = config.eval.attacks
+        #expect(specs == [AttackSpec(epsilon: 8.0 / 255, steps: 2, target: .image),
+                          AttackSpec(epsilon: 8.0 / 255, steps: 3, alpha: 0.01)])
+        // → evaluator → report row and JSON: the report formats the spec, it does not re-derive it.
+        let samples = evalTestSet(normal: 4, anomalous: 4)
+        let settings = try EvaluationSettings(eval: config.eval, patchSize: 4, batchSize: 3, seed: 1, showProgress: false)
+        #expect(settings.attacks == specs)
+        let result = try Evaluator(detector: EvalBrightnessDetector(), settings: settings).evaluate(samples, category: "toy")
+        let rows = result.report.attacks
+        #expect(rows.map(\.attack.target) == [.image, .patches])
+        #expect(rows.map(\.alpha) == specs.map(\.alpha))
+        #expect(rows[0].alpha == 2.5 * (8.0 / 255) / 2 && rows[1].alpha == 0.01)
+        #expect(rows.map(\.target) == ["image (image labels)", "pixel (patch labels)"])
+        #expect(result.attacks.map(\.name) == ["PGD-2 image ε=8/255", "PGD-3 ε=8/255"])
+        let data = try result.report.jsonData()
+        let root = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let json = try #require(root["attacks"] as? [[String: Any]])
+        for (row, spec) in zip(json, specs) { #expect(abs(try #require(row["alpha"] as? Double) - spec.alpha) < 1e-15) }
+        #expect(json.map { $0["target"] as? String } == ["image (image labels)", "pixel (patch labels)"])
+        #expect(json.map { $0["steps"] as? Int } == [2, 3] && json.map { $0["name"] as? String } == ["pgd", "pgd"])
+        let decoded = try JSONDecoder().decode(EvaluationReport.self, from: data)
+        #expect(decoded == result.report && decoded.attacks[0].attack.target == .image)
+        // The table row shows the same α.
+        #expect(result.report.table().contains("| PGD-2 image | 8/255 | 2     | 10/255 "))
+    }
+
+    @Test func alphaIsResolvedOnceFromWhatWasGiven() throws {
+        let eps = 8.0 / 255
+        // The config keeps α as given (0 = default), so changing the steps changes the default α.
+        let config = try JobConfig.load(path: nil, overrides: [#"eval.attacks=[{"steps": 100}]"#, "attack.train_steps=4"])
+        #expect(config.eval.attacks[0].stepSize == 0 && config.eval.attacks[0].alpha == 2.5 * eps / 100)
+        let resolved = String(decoding: try config.resolvedJSON(), as: UTF8.self)
+        #expect(resolved.contains(#""alpha" : 0"#))
+        // The training attack resolves into the same type and the same rule.
+        #expect(config.attack.spec == AttackSpec(epsilon: eps, steps: 4))
+        #expect(config.attack.spec.alpha == 2.5 * eps / 4)
+        // The command line's attacks too.
+        let cli = AttackOverrides(steps: 20, epsilons: [eps, 4.0 / 255], targets: [.patches, .image]).attacks(config: config)
+        #expect(cli.count == 4 && cli.map(\.alpha) == [2.5 * eps / 20, 2.5 * (4.0 / 255) / 20, 2.5 * eps / 20, 2.5 * (4.0 / 255) / 20])
+        #expect(AttackOverrides(alpha: 0.003).attacks(config: config).map(\.alpha) == [0.003])
+        #expect(AttackOverrides().attacks(config: config) == config.eval.attacks)
+        #expect(AttackOverrides(attack: AttackChoice.none, steps: 5).attacks(config: config).isEmpty)
+        #expect(AttackOverrides(randomStart: true).attacks(config: config).map(\.randomStart) == [true])
+        // No steps: no step.
+        #expect(AttackSpec(epsilon: eps, steps: 0).alpha == 0)
+        // The report keeps the resolved α (and equals itself after a JSON round trip).
+        let row = AttackReport(attack: AttackSpec(epsilon: eps, steps: 10), seconds: 0, metrics: MetricSet())
+        #expect(row.alpha == 2.5 * eps / 10 && row.attack.stepSize == row.alpha)
     }
 }
 

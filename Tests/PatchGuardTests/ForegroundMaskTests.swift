@@ -213,20 +213,24 @@ struct ForegroundMaskTests {
         #expect(Set(keys) == ["method", "border_width", "arch", "weights", "layer", "target", "class_index", "top_k", "threshold", "quantile",
                               "dilation", "min_component", "largest_component"])
         #expect(try JSONDecoder().decode(ForegroundConfig.self, from: encoded) == d)
-        #expect(try d.gradCAMTarget == .top1 && d.threshold == "otsu" && d.largestComponent)
-        #expect(d.method == "border" && c.method == "gradcam" && c.borderWidth == 0.1)
+        #expect(try d.gradCAMTarget == .top1 && d.threshold == .otsu && d.largestComponent)
+        #expect(d.method == .border && c.method == .gradcam && c.borderWidth == 0.1)
 
         func message(_ edit: (inout ForegroundConfig) -> Void) -> String {
             var c = ForegroundConfig()
             edit(&c)
             do { try c.validate(); return "" } catch { return "\(error)" }
         }
-        #expect(message { $0.target = "top-1" }.contains("foreground.target"))
-        #expect(message { $0.method = "grad-cam" }.contains("foreground.method"))
+        // Unknown enum values cannot be assigned; they fail when the job config is decoded, naming the key.
+        func loadMessage(_ assignment: String) -> String {
+            do { _ = try JobConfig.load(path: nil, overrides: [assignment]); return "" } catch { return "\(error)" }
+        }
+        #expect(loadMessage("foreground.target=top-1").contains("foreground.target"))
+        #expect(loadMessage("foreground.method=grad-cam").contains("foreground.method"))
         #expect(message { $0.borderWidth = 0.5 }.contains("foreground.border_width"))
         // A classifier with the border method is a contradiction, not silently ignored.
         #expect(message { $0.weights = "/x.safetensors" }.contains("foreground.method"))
-        #expect(message { $0.threshold = "otsu2" }.contains("foreground.threshold"))
+        #expect(loadMessage("foreground.threshold=otsu2").contains("foreground.threshold"))
         #expect(message { $0.quantile = 1 }.contains("foreground.quantile"))
         #expect(message { $0.topK = 0 }.contains("foreground.top_k"))
         #expect(message { $0.layer = -2 }.contains("foreground.layer"))
@@ -251,7 +255,7 @@ struct ForegroundMaskTests {
                                                                                   testDefective: 1),
                                                           categories: [.widget]).first)
         var gradcam = ForegroundConfig()
-        gradcam.method = "gradcam"
+        gradcam.method = .gradcam
         do {
             _ = try computeForegroundMasks(category: cat, config: gradcam)
             Issue.record("expected an error without foreground.weights")
@@ -277,7 +281,7 @@ struct ForegroundMaskTests {
         try model.saveWeights(to: weights)
 
         var config = ForegroundConfig()
-        config.method = "gradcam"
+        config.method = .gradcam
         config.arch = "vit_cpu_tiny"
         config.weights = weights
         let loaded = try ForegroundClassifier.load(config: config, maxBatch: 2)
@@ -320,7 +324,7 @@ struct ForegroundMaskTests {
 
         // Settings that do not fit the classifier.
         var bad = config
-        bad.target = "class"; bad.classIndex = 3
+        bad.target = .classIndex; bad.classIndex = 3
         #expect(throws: PatchGuardError.self) { try computeForegroundMasks(category: cat, config: bad, force: true) }
         bad = config; bad.layer = 5
         #expect(throws: PatchGuardError.self) { try computeForegroundMasks(category: cat, config: bad, force: true) }

@@ -15,7 +15,7 @@ import PatchGuardData
         return dir
     }
 
-    func evaluate(_ samples: [LoadedSample], attacks: [EvaluationAttack]) throws -> EvaluationResult {
+    func evaluate(_ samples: [LoadedSample], attacks: [AttackSpec]) throws -> EvaluationResult {
         let settings = EvaluationSettings(patchSize: 4, scoring: ScoringConfig(topK: 3, sigma: 2, radius: 3),
                                           batchSize: 4, attacks: attacks, showProgress: false)
         return try Evaluator(detector: EvalBrightnessDetector(), settings: settings).evaluate(samples, category: "toy")
@@ -80,7 +80,7 @@ import PatchGuardData
 
     @Test func writesPNGsRawMapsAndASortedIndex() throws {
         let samples = evalTestSet(normal: 4, anomalous: 4, seed: 3)
-        let result = try evaluate(samples, attacks: [try EvaluationAttack(epsilon: 0.05, steps: 2)])
+        let result = try evaluate(samples, attacks: [AttackSpec(epsilon: 0.05, steps: 2)])
         let dir = temporaryDirectory("write")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let summary = try HeatmapWriter().write(result, samples: samples, to: dir)

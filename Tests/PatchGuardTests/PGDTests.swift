@@ -122,7 +122,7 @@ final class ToyDetector: PatchDetector {
     }
 
     @Test func defaultStepSize() {
-        #expect(abs(PGDAttack(epsilon: 8.0 / 255, steps: 10).alpha - Float(2.5 * 8 / 255 / 10)) < 1e-9)
+        #expect(abs(Float(PGDAttack(epsilon: 8.0 / 255, steps: 10).alpha) - Float(2.5 * 8 / 255 / 10)) < 1e-9)
         #expect(PGDAttack(epsilon: 0.1, steps: 5, alpha: 0.01).alpha == 0.01)
     }
 }

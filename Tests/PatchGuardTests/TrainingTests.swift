@@ -31,7 +31,7 @@ import PatchGuardData
         c.train.regLayers = [2, 4]; c.train.regWeights = [0.01, 0.05]
         c.attack.trainSteps = 2
         c.synthesis.minSize = 3; c.synthesis.maxSize = 8; c.synthesis.dilation = 1
-        c.eval.attacks = [EvalAttackConfig(name: "pgd", steps: 3, epsilon: 8.0 / 255, alpha: 0)]
+        c.eval.attacks = [AttackSpec(name: .pgd, epsilon: 8.0 / 255, steps: 3, alpha: 0)]
         c.eval.batchSize = 4
         try c.validate(source: "test")
         return c

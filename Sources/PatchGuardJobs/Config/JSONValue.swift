@@ -51,6 +51,24 @@ public enum JSONValue: Codable, Equatable, Sendable {
         }
     }
 
+    /// The value as an error message shows it: `2.5`, `"abc"`, `true`, `an array`.
+    public var shortDescription: String {
+        switch self {
+        case .null: return "null"
+        case let .bool(b): return "\(b)"
+        case let .number(d): return d == d.rounded() && abs(d) < 1e15 ? "\(Int64(d))" : "\(d)"
+        case let .string(s): return "\"\(s)\""
+        case .array, .object: return typeName
+        }
+    }
+
+    /// One-line JSON (`"vit_cpu_tiny"`, `[2, 4]`, `{"heads":4}`), for error messages.
+    public var compactJSON: String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? e.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? typeName
+    }
+
     /// Parses a `--set` value: JSON if it parses (numbers, booleans, arrays, quoted strings, null), a fraction
     /// such as `8/255` as its number, anything else as a plain string.
     public static func parseCommandLineValue(_ text: String) -> JSONValue {

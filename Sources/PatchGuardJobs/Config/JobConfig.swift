@@ -31,8 +31,8 @@ public struct DataConfig: Codable, Equatable, Sendable {
     public var category = "widget"
     /// Images and masks are resized to `image_size × image_size`.
     public var imageSize = 224
-    /// `object`: pseudo-anomalies stay inside Grad-CAM foreground masks; `texture`: the whole image is foreground.
-    public var categoryType = "object"
+    /// `object`: pseudo-anomalies stay inside foreground masks; `texture`: the whole image is foreground.
+    public var categoryType: CategoryType = .object
     /// Decoded images are kept in memory up to this many MiB.
     public var cacheMB = 2048
     /// Folder of the foreground masks (`<stem>.png` per training image); empty = `CATEGORY/train/foreground_mask`.
@@ -50,15 +50,10 @@ public struct DataConfig: Codable, Equatable, Sendable {
     }
 }
 
-public struct EvalAttackConfig: Codable, Equatable, Sendable {
-    public var name = "pgd"
-    public var steps = 10
-    public var epsilon = 8.0 / 255.0
-    /// 0 = 2.5·ε/steps.
-    public var alpha = 0.0
-    /// `"patches"` (the paper's attack with the ground-truth patch labels: the pixel map) or `"image"` (the
-    /// image score: normal images pushed up, defective ones down).
-    public var target = "patches"
+/// `data.category_type`: an object on a background (pseudo-anomalies inside its foreground mask) or a texture
+/// (the whole image is foreground).
+public enum CategoryType: String, ConfigEnum {
+    case object, texture
 }
 
 public struct EvalConfig: Codable, Equatable, Sendable {
@@ -67,8 +62,11 @@ public struct EvalConfig: Codable, Equatable, Sendable {
     /// Gaussian smoothing of the upsampled pixel map.
     public var sigma = 6.0
     public var radius = 7
-    /// Attacks run by `evaluate` (in addition to the clean pass) unless the command line names others.
-    public var attacks: [EvalAttackConfig] = [EvalAttackConfig()]
+    /// Attacks run by `evaluate` (in addition to the clean pass) unless the command line names others. Each entry:
+    /// `name` (`"pgd"`), `steps`, `epsilon`, `alpha` (0 = 2.5·ε/steps) and `target`: `"patches"` (the paper's
+    /// attack with the ground-truth patch labels: the pixel map) or `"image"` (the image score: normal images
+    /// pushed up, defective ones down).
+    public var attacks: [AttackSpec] = [AttackSpec()]
     /// Images per forward/backward during evaluation and attacks.
     public var batchSize = 8
 
@@ -87,30 +85,49 @@ extension JobConfig {
 
     /// Loads `path` (nil = defaults only), applies `--set` overrides, checks every key and decodes.
     public static func load(path: String?, overrides: [String] = []) throws -> JobConfig {
-        let schema = defaultsTree
-        var tree = schema
-        var source = "defaults"
-        if let path {
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw PatchGuardError.io(path: path, reason: "config file not found or unreadable")
-            }
-            let user: JSONValue
-            do { user = try JSONDecoder().decode(JSONValue.self, from: data) } catch {
-                throw PatchGuardError.config("\(path): not valid JSON (\(error.localizedDescription))")
-            }
-            tree = try StrictConfig.merge(user, over: schema, source: path)
-            source = path
+        let tree = try path.map { try fileTree(path: $0).merged } ?? defaultsTree
+        return try decode(tree, source: path ?? "defaults", overrides: overrides)
+    }
+
+    /// A config file as written (`user`, for telling what it states) and merged over the defaults (key-checked).
+    public static func fileTree(path: String) throws -> (user: JSONValue, merged: JSONValue) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw PatchGuardError.io(path: path, reason: "config file not found or unreadable")
         }
+        return try tree(json: data, source: path)
+    }
+
+    /// JSON text (a file's, or a checkpoint's stored config) as written and merged over the defaults.
+    public static func tree(json data: Data, source: String) throws -> (user: JSONValue, merged: JSONValue) {
+        let user: JSONValue
+        do { user = try JSONDecoder().decode(JSONValue.self, from: data) } catch {
+            throw PatchGuardError.config("\(source): not valid JSON (\(error.localizedDescription))")
+        }
+        return (user, try StrictConfig.merge(user, over: defaultsTree, source: source))
+    }
+
+    /// Applies `--set` overrides to a merged tree, decodes and validates it. A type error is blamed on the
+    /// `--set` that wrote the key, else on `source`.
+    public static func decode(_ merged: JSONValue, source: String, overrides: [String] = []) throws -> JobConfig {
+        var tree = merged
         for assignment in overrides {
-            tree = try StrictConfig.applyOverride(assignment, to: tree, schema: schema)
+            tree = try StrictConfig.applyOverride(assignment, to: tree, schema: defaultsTree)
         }
         do {
             let data = try JSONEncoder().encode(tree)
             let config = try JSONDecoder().decode(JobConfig.self, from: data)
             try config.validate(source: overrides.isEmpty ? source : "\(source) with --set")
             return config
-        } catch let error as DecodingError {
-            throw PatchGuardError.config(StrictConfig.describe(error, source: source))
+        } catch var error as DecodingError {
+            // Foundation reports a non-integer where an integer is expected as invalid JSON at the top level;
+            // find the number responsible so the message can name its key.
+            if case let .dataCorrupted(ctx) = error, ctx.codingPath.isEmpty,
+               let path = StrictConfig.nonIntegerCulprit(in: tree, decoding: JobConfig.self) {
+                error = .dataCorrupted(.init(codingPath: path.map(StrictConfig.PathKey.init),
+                                             debugDescription: "expected an integer"))
+            }
+            let blamed = StrictConfig.override(responsibleFor: error, among: overrides).map { "--set \($0)" }
+            throw PatchGuardError.config(StrictConfig.describe(error, source: blamed ?? source, tree: tree))
         }
     }
 
@@ -118,9 +135,6 @@ extension JobConfig {
     public func validate(source: String) throws {
         func fail(_ m: String) -> PatchGuardError { .config("\(source): \(m)") }
         if data.imageSize < 8 { throw fail("data.image_size must be at least 8, got \(data.imageSize)") }
-        if !["object", "texture"].contains(data.categoryType) {
-            throw fail("data.category_type must be \"object\" or \"texture\", got \"\(data.categoryType)\"")
-        }
         if train.epochs < 0 { throw fail("train.epochs must be ≥ 0") }
         if train.batchSize < 1 { throw fail("train.batch_size must be ≥ 1") }
         if train.cleanWarmupEpochs < 0 { throw fail("train.clean_warmup_epochs must be ≥ 0") }
@@ -129,8 +143,8 @@ extension JobConfig {
         }
         if attack.epsilon < 0 || attack.epsilon > 1 { throw fail("attack.epsilon must be in [0, 1]") }
         if attack.trainSteps < 0 { throw fail("attack.train_steps must be ≥ 0") }
-        for (i, a) in eval.attacks.enumerated() where a.name != "pgd" {
-            throw fail("eval.attacks.\(i).name: unknown attack \"\(a.name)\" (available: pgd)")
+        for (i, a) in eval.attacks.enumerated() {
+            if let problem = a.problem(key: "eval.attacks.\(i)") { throw fail(problem) }
         }
         if eval.topK < 1 { throw fail("eval.top_k must be ≥ 1") }
         try synthesis.validate()

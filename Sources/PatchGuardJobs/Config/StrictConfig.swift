@@ -84,19 +84,105 @@ public enum StrictConfig {
     /// Levenshtein distance (``PatchGuardCore/levenshtein(_:_:)``).
     public static func editDistance(_ a: String, _ b: String) -> Int { levenshtein(a, b) }
 
-    /// Turns a `DecodingError` into a message naming the key path and the expected type.
-    public static func describe(_ error: DecodingError, source: String) -> String {
-        func path(_ ctx: DecodingError.Context) -> String {
-            dotted(ctx.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue })
+    /// The key path of a decoding error, as the tree spells it (`["eval", "attacks", "0", "steps"]`).
+    static func keyPath(_ ctx: DecodingError.Context) -> [String] {
+        ctx.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }
+    }
+
+    static func context(_ error: DecodingError) -> DecodingError.Context? {
+        switch error {
+        case let .typeMismatch(_, c), let .valueNotFound(_, c), let .keyNotFound(_, c), let .dataCorrupted(c): return c
+        @unknown default: return nil
         }
+    }
+
+    /// The last `--set` whose key path contains the error's key, or lies inside it (`eval.attacks=[…]` for
+    /// `eval.attacks.0.steps`; `train.epochs=abc` for `train.epochs`); nil when the file is to blame.
+    public static func override(responsibleFor error: DecodingError, among overrides: [String]) -> String? {
+        guard let ctx = context(error) else { return nil }
+        let path = keyPath(ctx)
+        return overrides.last { assignment in
+            guard let eq = assignment.firstIndex(of: "=") else { return false }
+            let keys = assignment[..<eq].split(separator: ".").map(String.init)
+            let n = min(keys.count, path.count)
+            return n > 0 && Array(keys.prefix(n)) == Array(path.prefix(n))
+        }
+    }
+
+    /// A key of a path rebuilt from its spelling (`"0"` is an array index).
+    public struct PathKey: CodingKey {
+        public var stringValue: String
+        public var intValue: Int?
+        public init(_ key: String) { stringValue = key; intValue = Int(key) }
+        public init?(stringValue: String) { self.init(stringValue) }
+        public init?(intValue: Int) { self.init(String(intValue)) }
+    }
+
+    /// The first non-integral number in `tree` whose rounding changes how `T` decodes (the one an integer field
+    /// rejected), or nil.
+    public static func nonIntegerCulprit<T: Decodable>(in tree: JSONValue, decoding type: T.Type) -> [String]? {
+        func leaves(_ node: JSONValue, _ path: [String]) -> [[String]] {
+            switch node {
+            case let .object(o): return o.keys.sorted().flatMap { leaves(o[$0]!, path + [$0]) }
+            case let .array(a): return a.indices.flatMap { leaves(a[$0], path + ["\($0)"]) }
+            case let .number(v): return v == v.rounded() ? [] : [path]
+            default: return []
+            }
+        }
+        func replacing(_ path: ArraySlice<String>, in node: JSONValue, with value: JSONValue) -> JSONValue {
+            guard let key = path.first else { return value }
+            switch node {
+            case var .object(o): o[key] = replacing(path.dropFirst(), in: o[key] ?? .null, with: value); return .object(o)
+            case var .array(a):
+                guard let i = Int(key), a.indices.contains(i) else { return node }
+                a[i] = replacing(path.dropFirst(), in: a[i], with: value); return .array(a)
+            default: return node
+            }
+        }
+        func topLevelCorrupt(_ t: JSONValue) -> Bool {
+            do { _ = try JSONDecoder().decode(T.self, from: try JSONEncoder().encode(t)); return false } catch {
+                if case let DecodingError.dataCorrupted(ctx) = error { return ctx.codingPath.isEmpty }
+                return false
+            }
+        }
+        for path in leaves(tree, []) {
+            guard case let .number(v)? = value(at: path, in: tree) else { continue }
+            if !topLevelCorrupt(replacing(path[...], in: tree, with: .number(v.rounded(.down)))) { return path }
+        }
+        return nil
+    }
+
+    /// The value at `path` in `tree`, if any.
+    static func value(at path: [String], in tree: JSONValue) -> JSONValue? {
+        var node = tree
+        for key in path {
+            switch node {
+            case let .object(o): guard let next = o[key] else { return nil }; node = next
+            case let .array(a): guard let i = Int(key), a.indices.contains(i) else { return nil }; node = a[i]
+            default: return nil
+            }
+        }
+        return node
+    }
+
+    /// Turns a `DecodingError` into a message naming the key path and the expected type (and, given the decoded
+    /// `tree`, the value found). A number where an integer is expected (`train.epochs=2.5`) is a wrong type.
+    public static func describe(_ error: DecodingError, source: String, tree: JSONValue? = nil) -> String {
+        func path(_ ctx: DecodingError.Context) -> String { dotted(keyPath(ctx)) }
+        func found(_ ctx: DecodingError.Context) -> JSONValue? { tree.flatMap { value(at: keyPath(ctx), in: $0) } }
         switch error {
         case let .typeMismatch(type, ctx):
-            return "\(source): \(path(ctx)) has the wrong type: expected \(typeDescription(type)) (\(ctx.debugDescription))"
+            let detail = found(ctx).map { "found \($0.shortDescription)" } ?? ctx.debugDescription
+            return "\(source): \(path(ctx)) has the wrong type: expected \(typeDescription(type)), \(detail)"
         case let .valueNotFound(type, ctx):
             return "\(source): \(path(ctx)) is missing or null: expected \(typeDescription(type))"
         case let .keyNotFound(key, ctx):
             return "\(source): missing key '\(dotted(ctx.codingPath.map(\.stringValue) + [key.stringValue]))'"
         case let .dataCorrupted(ctx):
+            // A number that failed to decode was expected to be an integer (a Double takes any number).
+            if case let .number(v)? = found(ctx) {
+                return "\(source): \(path(ctx)) has the wrong type: expected an integer, found \(JSONValue.number(v).shortDescription)"
+            }
             return "\(source): \(path(ctx)): \(ctx.debugDescription)"
         @unknown default:
             return "\(source): \(error)"

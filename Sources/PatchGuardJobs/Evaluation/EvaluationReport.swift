@@ -16,7 +16,7 @@ import PatchGuardMethod
 //     "seconds": 12.3, "clean_seconds": 1.2,
 //     "clean": {"image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max"},
 //     "attacks": [{"name": "pgd", "steps", "epsilon", "alpha", "random_start",
-//                  "target": "pixel-and-image (patch labels)", "seconds",
+//                  "target": "pixel (patch labels)" | "image (image labels)", "seconds",
 //                  "image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max"}],
 //     "notes": ["…"]
 //   }
@@ -77,34 +77,41 @@ public struct MetricSet: Codable, Equatable, Sendable {
     }
 }
 
-/// One attacked pass: the attack's settings and the metrics under it.
+/// One attacked pass: the attack (the same ``AttackSpec`` the evaluator ran) and the metrics under it. The report
+/// only formats the attack: `alpha` is ``AttackSpec/alpha`` (the step size used) and `target` is
+/// ``PGDTarget/reportName``.
 public struct AttackReport: Codable, Equatable, Sendable {
-    /// Attack family (`"pgd"`).
-    public var name: String
-    public var steps: Int
-    /// L∞ budget in [0,1] pixel units.
-    public var epsilon: Double
-    /// Step size actually used (2.5·ε/steps when the config said 0).
-    public var alpha: Double
-    public var randomStart: Bool
-    /// What the attack optimises; see ``AttackReport/patchLabelTarget``.
-    public var target: String
+    public var attack: AttackSpec
     /// Wall time of the pass (attack + scoring + metric updates).
     public var seconds: Double
     public var metrics: MetricSet
 
-    /// PGD on the detector's patch logits with the ground-truth patch labels (normal patches pushed up, anomalous
-    /// ones down; the official PatchGuard attack). It attacks the pixel map; its effect on the image score is
-    /// indirect and can even help it (on a defective image it raises every normal patch).
-    public static let patchLabelTarget = "pixel (patch labels)"
-    /// PGD on the image score (all patch logits of a normal image up, of a defective image down).
-    public static let imageTarget = "image (image labels)"
+    /// `target` of ``PGDTarget/patches``: PGD on the detector's patch logits with the ground-truth patch labels
+    /// (normal patches pushed up, anomalous ones down; the official PatchGuard attack). It attacks the pixel map,
+    /// not the image score: on a defective image it raises every normal patch, which raises the top-k image score.
+    public static let patchLabelTarget = PGDTarget.patches.reportName
+    /// `target` of ``PGDTarget/image``: PGD on the image score (all patch logits of a normal image up, of a
+    /// defective image down).
+    public static let imageTarget = PGDTarget.image.reportName
 
-    public init(name: String, steps: Int, epsilon: Double, alpha: Double, randomStart: Bool,
-                target: String = AttackReport.patchLabelTarget, seconds: Double, metrics: MetricSet) {
-        self.name = name; self.steps = steps; self.epsilon = epsilon; self.alpha = alpha
-        self.randomStart = randomStart; self.target = target; self.seconds = seconds; self.metrics = metrics
+    /// Keeps `attack` as it ran: its step size is set to the resolved ``AttackSpec/alpha``, so a report
+    /// decoded from `metrics.json` equals the one written.
+    public init(attack: AttackSpec, seconds: Double, metrics: MetricSet) {
+        var ran = attack
+        ran.stepSize = attack.alpha
+        self.attack = ran; self.seconds = seconds; self.metrics = metrics
     }
+
+    /// Attack family (`"pgd"`).
+    public var name: String { attack.name.rawValue }
+    public var steps: Int { attack.steps }
+    /// L∞ budget in [0,1] pixel units.
+    public var epsilon: Double { attack.epsilon }
+    /// Step size actually used.
+    public var alpha: Double { attack.alpha }
+    public var randomStart: Bool { attack.randomStart }
+    /// What the attack optimises, as `metrics.json` spells it (``patchLabelTarget``, ``imageTarget``).
+    public var target: String { attack.target.reportName }
 
     enum CodingKeys: String, CodingKey {
         case name, steps, epsilon, alpha, randomStart = "random_start", target, seconds
@@ -127,23 +134,27 @@ public struct AttackReport: Codable, Equatable, Sendable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        name = try c.decode(String.self, forKey: .name)
-        steps = try c.decode(Int.self, forKey: .steps)
-        epsilon = try c.decode(Double.self, forKey: .epsilon)
-        alpha = try c.decode(Double.self, forKey: .alpha)
-        randomStart = try c.decodeIfPresent(Bool.self, forKey: .randomStart) ?? false
-        target = try c.decodeIfPresent(String.self, forKey: .target) ?? Self.patchLabelTarget
-        seconds = try c.decodeIfPresent(Double.self, forKey: .seconds) ?? 0
-        metrics = MetricSet(imageAUROC: try c.decodeIfPresent(Double.self, forKey: .imageAUROC),
+        let targetName = try c.decodeIfPresent(String.self, forKey: .target) ?? Self.patchLabelTarget
+        guard let target = PGDTarget.allCases.first(where: { $0.reportName == targetName }) else {
+            throw DecodingError.dataCorruptedError(forKey: .target, in: c, debugDescription:
+                "unknown target \"\(targetName)\" (allowed: \(PGDTarget.allCases.map(\.reportName).joined(separator: ", ")))")
+        }
+        let attack = AttackSpec(name: try c.decode(AttackName.self, forKey: .name),
+                            epsilon: try c.decode(Double.self, forKey: .epsilon),
+                            steps: try c.decode(Int.self, forKey: .steps),
+                            alpha: try c.decode(Double.self, forKey: .alpha),
+                            randomStart: try c.decodeIfPresent(Bool.self, forKey: .randomStart) ?? false,
+                            target: target)
+        self.init(attack: attack, seconds: try c.decodeIfPresent(Double.self, forKey: .seconds) ?? 0, metrics: MetricSet(imageAUROC: try c.decodeIfPresent(Double.self, forKey: .imageAUROC),
                             pixelAUROC: try c.decodeIfPresent(Double.self, forKey: .pixelAUROC),
                             pixelAUPRO: try c.decodeIfPresent(Double.self, forKey: .pixelAUPRO),
                             imageF1Max: try c.decodeIfPresent(Double.self, forKey: .imageF1Max),
-                            pixelF1Max: try c.decodeIfPresent(Double.self, forKey: .pixelF1Max))
+                            pixelF1Max: try c.decodeIfPresent(Double.self, forKey: .pixelF1Max)))
     }
 
-    /// `"PGD-10"`, `"PGD-1000 (random start)"`.
+    /// `"PGD-10"`, `"PGD-10 image"`, `"PGD-1000 (random start)"`.
     public var displayName: String {
-        "\(name.uppercased())-\(steps)" + (target == Self.imageTarget ? " image" : "")
+        "\(name.uppercased())-\(steps)" + (attack.target == .image ? " image" : "")
             + (randomStart ? " (random start)" : "")
     }
 }
@@ -254,11 +265,11 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
         s += "AUPRO up to FPR \(Self.trim(auproFPRLimit)).\n\n"
         if !attacks.isEmpty {
             s += "Attacks: L∞ PGD (sign steps, projection onto the ε-ball, clamp to [0, 1]). "
-            if attacks.contains(where: { $0.target == AttackReport.patchLabelTarget }) {
+            if attacks.contains(where: { $0.attack.target == .patches }) {
                 s += "`PGD-N`: ground-truth patch labels, normal patches pushed up and anomalous ones down; attacked "
                 s += "quantity: \(AttackReport.patchLabelTarget). "
             }
-            if attacks.contains(where: { $0.target == AttackReport.imageTarget }) {
+            if attacks.contains(where: { $0.attack.target == .image }) {
                 s += "`PGD-N image`: every patch of a normal image pushed up, of a defective image down; attacked "
                 s += "quantity: \(AttackReport.imageTarget)."
             }

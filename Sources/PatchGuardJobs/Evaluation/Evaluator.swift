@@ -6,53 +6,11 @@ import PatchGuardNN
 import PatchGuardData
 import PatchGuardMethod
 
-/// One attack the evaluator runs (today: L∞ PGD against the ground-truth patch labels).
-public struct EvaluationAttack: Sendable, Equatable {
-    /// Attack family; only `"pgd"` exists.
-    public var name: String
-    public var steps: Int
-    /// L∞ budget in [0,1] pixel units.
-    public var epsilon: Double
-    /// Step size actually used: the given one, or 2.5·ε/steps when it was ≤ 0.
-    public var alpha: Double
-    public var randomStart: Bool
-    /// What is attacked: the pixel map through the patch labels (the paper) or the image score.
-    public var target: PGDTarget
-
-    /// Throws ``PatchGuardError/invalidArgument(_:)`` on negative steps, ε outside [0, 1] or a non-finite α.
-    public init(epsilon: Double, steps: Int, alpha: Double = 0, randomStart: Bool = false,
-                target: PGDTarget = .patches) throws {
-        self.target = target
-        guard steps >= 0 else { throw PatchGuardError.invalidArgument("attack steps must be ≥ 0, got \(steps)") }
-        guard epsilon.isFinite, epsilon >= 0, epsilon <= 1 else {
-            throw PatchGuardError.invalidArgument("attack epsilon must be in [0, 1], got \(epsilon)")
-        }
-        guard alpha.isFinite else { throw PatchGuardError.invalidArgument("attack alpha must be finite") }
-        name = "pgd"
-        self.steps = steps; self.epsilon = epsilon; self.randomStart = randomStart
-        self.alpha = alpha > 0 ? alpha : (steps > 0 ? 2.5 * epsilon / Double(steps) : 0)
-    }
-
-    /// From a job config entry (`eval.attacks[i]`). Throws for an unknown attack name.
-    public init(_ config: EvalAttackConfig) throws {
-        guard config.name == "pgd" else {
-            throw PatchGuardError.invalidArgument("unknown attack \"\(config.name)\" (available: pgd)")
-        }
-        guard let target = PGDTarget(rawValue: config.target) else {
-            throw PatchGuardError.invalidArgument("unknown attack target \"\(config.target)\" (available: "
-                                                  + PGDTarget.allCases.map(\.rawValue).joined(separator: ", ") + ")")
-        }
-        try self.init(epsilon: config.epsilon, steps: config.steps, alpha: config.alpha, target: target)
-    }
-
-    /// The PGD this entry describes.
-    public var pgd: PGDAttack {
-        PGDAttack(epsilon: epsilon, steps: steps, alpha: alpha, randomStart: randomStart, target: target)
-    }
-
-    /// `"PGD-10 ε=8/255"`, or `"PGD-10 image ε=8/255"` for the image-score target.
+extension AttackSpec {
+    /// The pass's name in logs, ROC legends and heat maps: `"PGD-10 ε=8/255"`, or `"PGD-10 image ε=8/255"` for
+    /// the image-score target.
     public var label: String {
-        "\(name.uppercased())-\(steps)\(target == .image ? " image" : "") ε=\(EvaluationReport.fractionOf255(epsilon))"
+        "\(name.rawValue.uppercased())-\(steps)\(target == .image ? " image" : "") ε=\(EvaluationReport.fractionOf255(epsilon))"
     }
 }
 
@@ -63,7 +21,7 @@ public struct EvaluationSettings: Sendable {
     public var scoring: ScoringConfig
     /// Images per detector call (clean forward and PGD).
     public var batchSize: Int
-    public var attacks: [EvaluationAttack]
+    public var attacks: [AttackSpec]
     /// Seeds the random starts of the attacks (one stream per attack and batch).
     public var seed: UInt64
     /// AUPRO's FPR limit.
@@ -75,7 +33,7 @@ public struct EvaluationSettings: Sendable {
     public var showProgress: Bool
 
     public init(patchSize: Int, scoring: ScoringConfig = ScoringConfig(), batchSize: Int = 8,
-                attacks: [EvaluationAttack] = [], seed: UInt64 = 0, fprLimit: Double = 0.3,
+                attacks: [AttackSpec] = [], seed: UInt64 = 0, fprLimit: Double = 0.3,
                 keepMaps: Bool = true, showProgress: Bool = true) {
         self.patchSize = patchSize; self.scoring = scoring; self.batchSize = batchSize; self.attacks = attacks
         self.seed = seed; self.fprLimit = fprLimit; self.keepMaps = keepMaps; self.showProgress = showProgress
@@ -86,7 +44,7 @@ public struct EvaluationSettings: Sendable {
                 keepMaps: Bool = true, showProgress: Bool = true) throws {
         self.init(patchSize: patchSize,
                   scoring: ScoringConfig(topK: eval.topK, sigma: eval.sigma, radius: eval.radius),
-                  batchSize: batchSize, attacks: try eval.attacks.map(EvaluationAttack.init), seed: seed,
+                  batchSize: batchSize, attacks: eval.attacks, seed: seed,
                   keepMaps: keepMaps, showProgress: showProgress)
     }
 }
@@ -96,15 +54,18 @@ public struct EvaluationSettings: Sendable {
 /// For each pass (clean, then each attack in order), over batches of `batchSize` images:
 ///
 ///     x  = clean images (B, 3, S, S)                          clean pass
-///     x  = PGD(detector, x, patch labels)                     attacked pass (labels (B, Np) from the masks;
-///                                                               all 0 for good images)
+///     x  = PGD(detector, x, labels)                           attacked pass (patch labels (B, Np) from the
+///                                                               masks; all 0 for good images)
 ///     logits = detector.patchLogits(x)                        (B, Np), Np = (S/P)²
 ///     image scores, pixel maps = AnomalyScorer(logits)        (B), (B, S, S)
 ///     ImageAUROC.update(scores, labels); PixelMetrics.update(map, mask)   streaming
 ///
-/// then `compute()` once per pass. The PGD objective raises the mean logit of normal patches and lowers that of
-/// anomalous ones (``pgdObjectiveGradient(labels:batch:patches:)``), so one attack targets both the pixel map and,
-/// through the top-k mean, the image score.
+/// then `compute()` once per pass. What PGD raises depends on the attack's ``PGDTarget``
+/// (``pgdObjectiveGradient(labels:batch:patches:target:)``): `.patches` (the paper's attack) uses the ground-truth
+/// patch labels, raising the mean logit of normal patches and lowering that of anomalous ones, so it attacks the
+/// pixel map; it does not attack the image score (on a defective image it raises every normal patch, which raises
+/// the top-k image score). `.image` attacks the image score: every patch of a normal image up, of a defective
+/// image down.
 ///
 /// Metrics that need both classes are reported as `nil` ("n/a") when the test set lacks one (only good images,
 /// or no anomalous pixel), with a note; the passes still run, so scores and maps are available for heat maps.
@@ -119,7 +80,8 @@ public final class Evaluator {
     public let gridSize: Int
 
     /// Throws when the detector's image size is not a multiple of the patch size, its patch count is not
-    /// `(S/P)²`, the batch size is not positive or the scoring settings are invalid.
+    /// `(S/P)²`, the batch size is not positive, an attack is invalid (``AttackSpec/validate(key:)``) or the
+    /// scoring settings are invalid.
     public init(detector: PatchDetector, settings: EvaluationSettings) throws {
         let s = detector.imageSize, p = settings.patchSize
         guard p > 0, s > 0, s % p == 0 else {
@@ -133,6 +95,7 @@ public final class Evaluator {
         guard settings.batchSize >= 1 else {
             throw PatchGuardError.invalidArgument("evaluation: batch size must be ≥ 1, got \(settings.batchSize)")
         }
+        for (i, a) in settings.attacks.enumerated() { try a.validate(key: "evaluation: attack \(i)") }
         guard settings.fprLimit > 0, settings.fprLimit <= 1 else {
             throw PatchGuardError.invalidArgument("evaluation: AUPRO FPR limit must be in (0, 1], got \(settings.fprLimit)")
         }
@@ -209,7 +172,6 @@ public final class Evaluator {
             var imageMetric = ImageAUROC()
             var pixelMetric = PixelMetrics()
             let attack = attackIndex.map { attacks[$0] }
-            let pgd = attack?.pgd
             let info = attack?.label ?? "clean"
             var buffer = [Float](repeating: 0, count: min(n, settings.batchSize) * 3 * plane)
             for (batchIndex, lo) in stride(from: 0, to: n, by: settings.batchSize).enumerated() {
@@ -219,11 +181,11 @@ public final class Evaluator {
                     try Batch.pack(samples, indices: indices, imageSize: s, images: $0, masks: nil)
                 }
                 var x = b * 3 * plane == buffer.count ? buffer : Array(buffer[0..<(b * 3 * plane)])
-                if let pgd {
+                if let attack {
                     let batchLabels = indices.flatMap { labels[$0] }
                     var rng = SeededRNG(seed: settings.seed,
                                         stream: UInt64((attackIndex ?? 0) + 1) << 32 | UInt64(batchIndex))
-                    x = pgd.perturb(detector, images: x, labels: batchLabels, batch: b, using: &rng,
+                    x = attack.perturb(detector, images: x, labels: batchLabels, batch: b, using: &rng,
                                     onStep: { _ in bar?.advance(b, info: info) })
                 }
                 let logits = x.withUnsafeBufferPointer { detector.patchLogits($0.baseAddress!, batch: b) }
@@ -277,10 +239,7 @@ public final class Evaluator {
             auproFPRLimit: settings.fprLimit, seconds: Date().timeIntervalSince(start), cleanSeconds: clean.seconds,
             clean: clean.metrics,
             attacks: zip(attacks, attacked).map { a, c in
-                AttackReport(name: a.name, steps: a.steps, epsilon: a.epsilon, alpha: a.alpha,
-                             randomStart: a.randomStart,
-                             target: a.target == .image ? AttackReport.imageTarget : AttackReport.patchLabelTarget,
-                             seconds: c.seconds, metrics: c.metrics)
+                AttackReport(attack: a, seconds: c.seconds, metrics: c.metrics)
             },
             notes: notes)
         return EvaluationResult(report: report, clean: clean, attacks: attacked, images: images)

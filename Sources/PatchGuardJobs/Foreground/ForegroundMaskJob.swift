@@ -109,7 +109,7 @@ public func computeForegroundMasks(category: MVTecCategory, config: ForegroundCo
     typealias Masks = [(mask: Image, heatMap: [Float], warning: String?)]
     let chunkSize: Int
     let masks: ([Image]) throws -> Masks
-    if config.method == "border" {
+    if config.method == .border {
         let options = config.borderOptions
         chunkSize = 8
         masks = { images in

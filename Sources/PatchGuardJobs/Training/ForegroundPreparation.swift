@@ -12,10 +12,10 @@ import PatchGuardMethod
 /// are returned unchanged (the whole image is foreground). `log` receives one line per decision.
 public func preparingForegrounds(_ samples: [LoadedSample], config: JobConfig,
                                  log: (String) -> Void) throws -> [LoadedSample] {
-    guard config.data.categoryType == "object" else { return samples }
+    guard config.data.categoryType == .object else { return samples }
     let missing = samples.indices.filter { samples[$0].foreground == nil }
     if missing.isEmpty { return samples }
-    guard config.foreground.method == "border" else {
+    guard config.foreground.method == .border else {
         log("warning: \(missing.count) training images have no foreground mask (train/foreground_mask/<stem>.png); " +
             "pseudo-anomalies may land anywhere on them. Run `patchguard foreground` first, set " +
             "foreground.method to \"border\" (masks from contrast with the image border, computed here), " +

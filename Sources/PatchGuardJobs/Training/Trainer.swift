@@ -118,7 +118,7 @@ public final class Trainer {
                 let streamBase = UInt64(epoch) << 32 | UInt64(bi) << 4
                 // Pseudo-anomalies, inside the foreground (textures and mask-less images: whole image).
                 let images = (0..<B).map { k in samples[indices[k]].image }
-                let foregrounds: [Image]? = config.data.categoryType == "texture" ? nil
+                let foregrounds: [Image]? = config.data.categoryType == .texture ? nil
                     : (0..<B).map { k in samples[indices[k]].foreground ?? Image(width: S, height: S, channels: 1, value: 1) }
                 let anomalies = try synthesizer.synthesizeBatch(images: images, foregrounds: foregrounds,
                                                                 seed: config.seed &+ UInt64(epoch) &* 1_000_003,

@@ -9,35 +9,20 @@ import PatchGuardData
 ///     xᵗ⁺¹ = clamp( Π_ε( xᵗ + α·sign(∇ₓ J(xᵗ)) ), 0, 1 )
 ///
 /// `J` is ``pgdObjectiveGradient(labels:batch:patches:target:)``'s objective (``PGDTarget``: normal patches up
-/// and anomalous down, or normal images up and defective ones down),
-/// `Π_ε` projects onto ‖x − x⁰_clean‖∞ ≤ ε, and α defaults to 2.5·ε/steps (as in the PatchGuard code).
-public struct PGDAttack: Sendable, Equatable {
-    public var epsilon: Float
-    public var steps: Int
-    public var alpha: Float
-    public var randomStart: Bool
-    public var target: PGDTarget
-
-    /// `alpha` ≤ 0 selects 2.5·ε/steps.
-    public init(epsilon: Double, steps: Int, alpha: Double = 0, randomStart: Bool = false,
-                target: PGDTarget = .patches) {
-        self.target = target
-        self.epsilon = Float(epsilon)
-        self.steps = steps
-        self.alpha = alpha > 0 ? Float(alpha) : (steps > 0 ? Float(2.5 * epsilon / Double(steps)) : 0)
-        self.randomStart = randomStart
-    }
-
+/// and anomalous down, i.e. the pixel map, or normal images up and defective ones down, i.e. the image score),
+/// `Π_ε` projects onto ‖x − x⁰_clean‖∞ ≤ ε, and α is ``AttackSpec/alpha`` (default 2.5·ε/steps). ε and α are
+/// used in Float.
+extension AttackSpec {
     /// The attacked images (B, 3, S, S) for clean `images` and patch `labels` (B, Np). `onStep` is called after
     /// every step (progress bars).
     public func perturb(_ detector: PatchDetector, images: [Float], labels: [Float], batch B: Int,
                         using rng: inout SeededRNG, onStep: ((Int) -> Void)? = nil) -> [Float] {
         let count = images.count
         precondition(labels.count == B * detector.numPatches, "labels must be (B, Np)")
-        guard steps > 0, epsilon > 0 else { return images }
+        guard steps > 0, Float(epsilon) > 0 else { return images }
         var x = images
         if randomStart {
-            for i in 0..<count { x[i] = min(1, max(0, x[i] + Float(rng.uniform(-Double(epsilon), Double(epsilon))))) }
+            for i in 0..<count { x[i] = min(1, max(0, x[i] + Float(rng.uniform(-Double(Float(epsilon)), Double(Float(epsilon)))))) }
         }
         let dLogits = labels.withUnsafeBufferPointer {
             pgdObjectiveGradient(labels: $0.baseAddress!, batch: B, patches: detector.numPatches, target: target)
@@ -52,7 +37,7 @@ public struct PGDAttack: Sendable, Equatable {
                     }
                 }
             }
-            let eps = epsilon, a = alpha
+            let eps = Float(epsilon), a = Float(alpha)
             for i in 0..<count {
                 let g = grad[i]
                 let s: Float = g > 0 ? 1 : (g < 0 ? -1 : 0)

@@ -19,7 +19,8 @@ public protocol PatchDetector: AnyObject {
 }
 
 /// What PGD attacks.
-public enum PGDTarget: String, Sendable, Equatable, CaseIterable, Codable {
+/// What PGD attacks. JSON and `--target` spelling: `"patches"`, `"image"`.
+public enum PGDTarget: String, ConfigEnum {
     /// The official PatchGuard attack, per image: mean logit of the normal patches minus mean logit of the
     /// anomalous patches (ground-truth patch labels). It attacks the pixel map. It is *not* an attack on the
     /// image score: on a defective image it raises every normal patch, which raises the top-k image score.
@@ -27,6 +28,15 @@ public enum PGDTarget: String, Sendable, Equatable, CaseIterable, Codable {
     /// The image score, per image: + mean logit of all patches for a normal image, − for a defective one (image
     /// label = any anomalous patch). A smooth surrogate of the top-k mean that moves every patch the same way.
     case image
+
+    /// The attacked quantity as ``metrics.json`` spells it (`"target"`): `"pixel (patch labels)"` or
+    /// `"image (image labels)"`.
+    public var reportName: String {
+        switch self {
+        case .patches: return "pixel (patch labels)"
+        case .image: return "image (image labels)"
+        }
+    }
 }
 
 /// PGD's objective for `target` (``PGDTarget``; labels (B, Np), 1 = anomalous). Raising it makes normal

@@ -25,7 +25,7 @@ public struct ForegroundConfig: Codable, Equatable, Sendable {
     /// How masks are found: `"gradcam"` (the paper's way: Grad-CAM of an ImageNet classifier, `weights` required)
     /// or `"border"` (no classifier: what differs from the image border in colour or texture, for one object on a
     /// plain background; see `borderContrastMap`). With `"border"`, training computes missing masks itself.
-    public var method = "border"
+    public var method: ForegroundMethod = .border
     /// `"border"` only: width of the border band that defines the background, as a fraction of the shorter side.
     public var borderWidth = 0.05
     /// ViT preset of the classifier (a name of `ViTConfig.presetNames`).
@@ -38,14 +38,14 @@ public struct ForegroundConfig: Codable, Equatable, Sendable {
     public var layer = 0
     /// Target score: `"top1"` (the top predicted class logit), `"class"` (the logit of `class_index`) or
     /// `"topk"` (the sum of the `top_k` largest logits).
-    public var target = "top1"
+    public var target: GradCAMTargetKind = .top1
     /// Class explained when `target` is `"class"` (0-based, as in the checkpoint's head).
     public var classIndex = 0
     /// Number of top logits summed when `target` is `"topk"`.
     public var topK = 5
     /// `"otsu"` (Otsu's threshold on the min–max normalised map, 256 levels) or `"quantile"` (pixels above the
     /// `quantile`-quantile of the normalised map).
-    public var threshold = "otsu"
+    public var threshold: ThresholdKind = .otsu
     /// Quantile in [0, 1) used by the `"quantile"` threshold: `0.5` keeps the brighter half.
     public var quantile = 0.5
     /// Radius in pixels of the square dilation applied to the final mask (0 = none).
@@ -66,12 +66,9 @@ public struct ForegroundConfig: Codable, Equatable, Sendable {
     public var gradCAMTarget: GradCAMTarget {
         get throws {
             switch target {
-            case "top1": return .top1
-            case "class": return .classIndex(classIndex)
-            case "topk": return .topK(topK)
-            default:
-                throw PatchGuardError.config(
-                    "foreground.target: unknown target \"\(target)\" (choose \"top1\", \"class\" or \"topk\")")
+            case .top1: return .top1
+            case .classIndex: return .classIndex(classIndex)
+            case .topK: return .topK(topK)
             }
         }
     }
@@ -80,11 +77,8 @@ public struct ForegroundConfig: Codable, Equatable, Sendable {
     public var thresholdRule: ThresholdRule {
         get throws {
             switch threshold {
-            case "otsu": return .otsu
-            case "quantile": return .quantile(quantile)
-            default:
-                throw PatchGuardError.config(
-                    "foreground.threshold: unknown threshold \"\(threshold)\" (choose \"otsu\" or \"quantile\")")
+            case .otsu: return .otsu
+            case .quantile: return .quantile(quantile)
             }
         }
     }
@@ -106,10 +100,7 @@ public struct ForegroundConfig: Codable, Equatable, Sendable {
     /// its depth, class index within its classes) happen when the model is loaded.
     public func validate() throws {
         func fail(_ key: String, _ why: String) -> PatchGuardError { .config("foreground.\(key): \(why)") }
-        guard ["gradcam", "border"].contains(method) else {
-            throw fail("method", "unknown method \"\(method)\" (choose \"gradcam\" or \"border\")")
-        }
-        if method == "border" && !weights.isEmpty {
+        if method == .border && !weights.isEmpty {
             throw fail("method", "foreground.weights is set but the method is \"border\", which uses no classifier; "
                        + "set foreground.method to \"gradcam\" to use it")
         }
@@ -129,6 +120,24 @@ public struct ForegroundConfig: Codable, Equatable, Sendable {
         guard dilation >= 0 else { throw fail("dilation", "must be ≥ 0, found \(dilation)") }
         guard minComponent >= 0 else { throw fail("min_component", "must be ≥ 0, found \(minComponent)") }
     }
+}
+
+/// `foreground.method`: Grad-CAM of a classifier (the paper) or contrast with the image border.
+public enum ForegroundMethod: String, ConfigEnum {
+    case border, gradcam
+}
+
+/// `foreground.target`: which logit Grad-CAM explains (with `class_index` / `top_k` it becomes a
+/// ``GradCAMTarget``).
+public enum GradCAMTargetKind: String, ConfigEnum {
+    case top1
+    case classIndex = "class"
+    case topK = "topk"
+}
+
+/// `foreground.threshold`: how the normalised map becomes binary (with `quantile` it becomes a ``ThresholdRule``).
+public enum ThresholdKind: String, ConfigEnum {
+    case otsu, quantile
 }
 
 /// The score whose gradient Grad-CAM follows.

@@ -6,6 +6,31 @@ import PatchGuardData
 // The method's config sections (model, training, training attack). ``JobConfig`` (Jobs) composes them with the
 // data and evaluation sections; defaults live here, in the property initialisers, and only here.
 
+/// A config value from a fixed set of strings (`"object"`, `"gradcam"`, `"patches"`, …), spelt in JSON as its raw
+/// value. Decoding an unknown string fails with a message that names the value and the allowed ones; the job
+/// config's loader adds the key path and the file (or `--set`).
+public protocol ConfigEnum: RawRepresentable, CaseIterable, Codable, Sendable, Equatable where RawValue == String {}
+
+extension ConfigEnum {
+    /// `"object, texture"`.
+    public static var allowedValues: String { allCases.map(\.rawValue).joined(separator: ", ") }
+
+    public init(from decoder: Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let value = Self(rawValue: text) else {
+            throw DecodingError.dataCorrupted(.init(
+                codingPath: decoder.codingPath,
+                debugDescription: "unknown value \"\(text)\" (allowed: \(Self.allowedValues))"))
+        }
+        self = value
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(rawValue)
+    }
+}
+
 public struct DiscriminatorConfig: Codable, Equatable, Sendable {
     /// Post-norm attention blocks after the learned positional encodings.
     public var layers = 1
@@ -73,11 +98,16 @@ public struct AttackConfig: Codable, Equatable, Sendable {
     public var trainSteps = 10
     /// L∞ budget in [0,1] pixel units (a string such as "8/255" is accepted).
     public var epsilon = 8.0 / 255.0
-    /// Step size; 0 = 2.5·ε/steps.
+    /// Step size; 0 = the default of ``AttackSpec/alpha`` (2.5·ε/steps).
     public var alpha = 0.0
     public var randomStart = false
 
     enum CodingKeys: String, CodingKey {
         case trainSteps = "train_steps", epsilon, alpha, randomStart = "random_start"
+    }
+
+    /// The training attack as the one attack type (PGD on the patch labels; α resolved by ``AttackSpec/alpha``).
+    public var spec: AttackSpec {
+        AttackSpec(epsilon: epsilon, steps: trainSteps, alpha: alpha, randomStart: randomStart, target: .patches)
     }
 }

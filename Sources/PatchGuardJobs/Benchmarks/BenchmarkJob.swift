@@ -1,0 +1,29 @@
+import Foundation
+import PatchGuardCore
+
+/// `patchguard bench` as library code: sgemm GFLOPS, then (unless `gemmOnly`) ViT img/s per preset and step,
+/// each line handed to `emit` as soon as it is measured (a table row, or one JSON object with `json`).
+public enum BenchmarkJob {
+    public static func run(json: Bool, gemmOnly: Bool, archs: [String], imageSize: Int, batch: Int, seconds: Double,
+                           startupLine: String, emit: @escaping (String) -> Void) throws {
+        if !json { emit(startupLine) }
+        for r in GEMMBenchmark.run() {
+            if json {
+                emit("{\"bench\": \"gemm\", \"name\": \"\(r.name)\", \"m\": \(r.m), \"n\": \(r.n), \"k\": \(r.k), \"gflops\": \(String(format: "%.1f", r.gflops)), \"openblas_core\": \"\(OpenBLAS.coreName)\"}")
+            } else {
+                emit(r.name.padding(toLength: 44, withPad: " ", startingAt: 0) + String(format: "%8.1f GFLOPS", r.gflops))
+            }
+        }
+        if gemmOnly {
+            if !json { emit(String(format: "peak resident memory: %.0f MiB", peakResidentMB())) }
+            return
+        }
+        if !json { emit("\nViT, batch \(batch), \(imageSize) px (img/s; peak RSS grows monotonically within one process):") }
+        _ = try ViTBenchmark.run(archs: archs, imageSize: imageSize, batch: batch, minSeconds: seconds) { row in
+            emit(json ? row.jsonLine
+                      : row.arch.padding(toLength: 28, withPad: " ", startingAt: 0)
+                        + row.step.padding(toLength: 12, withPad: " ", startingAt: 0)
+                        + String(format: "%8.2f img/s   peak RSS %6.0f MiB", row.imgPerS, row.peakRSSMB))
+        }
+    }
+}

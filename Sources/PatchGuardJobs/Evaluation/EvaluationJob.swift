@@ -1,0 +1,105 @@
+import Foundation
+import PatchGuardCore
+import PatchGuardImage
+import PatchGuardNN
+import PatchGuardData
+import PatchGuardMethod
+
+/// `--attack` on the command line: run PGD, or no attack (the clean pass only).
+public enum AttackChoice: String, ConfigEnum {
+    case pgd, none
+}
+
+/// The command line's attack settings (`--attack/--steps/--epsilon/--alpha/--random-start/--target`); unset
+/// fields fall back to the config.
+public struct AttackOverrides: Sendable, Equatable {
+    public var attack: AttackChoice?
+    public var steps: Int?
+    /// L∞ budgets, one attack per budget and target.
+    public var epsilons: [Double]
+    public var alpha: Double?
+    public var randomStart: Bool
+    public var targets: [PGDTarget]
+
+    public init(attack: AttackChoice? = nil, steps: Int? = nil, epsilons: [Double] = [], alpha: Double? = nil,
+                randomStart: Bool = false, targets: [PGDTarget] = []) {
+        self.attack = attack; self.steps = steps; self.epsilons = epsilons; self.alpha = alpha
+        self.randomStart = randomStart; self.targets = targets
+    }
+
+    /// The attacks to run. `--attack none`: none. No attack option: the config's `eval.attacks` (with a random
+    /// start when `--random-start` is given). Otherwise every target (default `patches`) × every budget (default
+    /// `attack.epsilon`), `--steps` (default 10) and `--alpha` (default 0, i.e. ``AttackSpec/alpha``'s 2.5·ε/steps).
+    public func attacks(config: JobConfig) -> [AttackSpec] {
+        if attack == AttackChoice.none { return [] }
+        if attack == nil && steps == nil && epsilons.isEmpty && targets.isEmpty && alpha == nil {
+            return config.eval.attacks.map { var a = $0; a.randomStart = a.randomStart || randomStart; return a }
+        }
+        let eps = epsilons.isEmpty ? [config.attack.epsilon] : epsilons
+        return (targets.isEmpty ? [.patches] : targets).flatMap { t in
+            eps.map { AttackSpec(epsilon: $0, steps: steps ?? 10, alpha: alpha ?? 0, randomStart: randomStart, target: t) }
+        }
+    }
+}
+
+/// What ``EvaluationJob/run(in:log:)`` returns: the result (report, curves, maps) and the test set it ran on.
+public struct EvaluationOutcome: Sendable {
+    public var result: EvaluationResult
+    public var samples: [LoadedSample]
+}
+
+/// `patchguard evaluate` and `heatmaps` as library code: the detector rebuilt from a checkpoint, its category's
+/// test set, the clean pass and the attacks, and the reports.
+///
+/// The config (``resolveConfig(checkpoint:configPath:overrides:)``) starts from the checkpoint's own stored config
+/// (safetensors metadata `config`, the resolved job config of the training run), so the model section
+/// (architecture, discriminator, feature layers), `data.image_size` and `train` come from the checkpoint. The keys
+/// a `--config` file states go over the checkpoint's (data, eval, seed, …; unstated keys keep the checkpoint's
+/// values) and `--set` overrides apply last; a model key that the file or a `--set` states and that differs from
+/// the checkpoint's is an error naming the key (`model.weights`, the backbone's initial weights, is not checked).
+/// Checkpoints without a stored config fall back to the given config, with a warning.
+public struct EvaluationJob {
+    public var checkpoint: String
+    /// The resolved config (write it into the run directory).
+    public var config: JobConfig
+    public var attacks: [AttackSpec]
+    /// Keep every map and attacked image (heat maps need them).
+    public var keepMaps: Bool
+    /// Warnings from resolving the config (e.g. an old checkpoint without a stored config); log them.
+    public var warnings: [String]
+
+    /// - Parameters:
+    ///   - configPath: optional `--config`; `overrides`: `--set key=value` (and `seed=` for `--seed`).
+    ///   - attackOverrides: the command line's attack options (none: the config's `eval.attacks`).
+    public init(checkpoint: String, configPath: String? = nil, overrides: [String] = [],
+                attackOverrides: AttackOverrides = AttackOverrides(), keepMaps: Bool = false) throws {
+        self.checkpoint = checkpoint
+        (config, warnings) = try Self.resolveConfig(checkpoint: checkpoint, configPath: configPath, overrides: overrides)
+        attacks = attackOverrides.attacks(config: config)
+        self.keepMaps = keepMaps
+    }
+
+    /// Loads the detector and the test set, evaluates, writes `metrics.json`, `metrics.md` and the ROC curves
+    /// into `run` and returns the result.
+    public func run(in run: RunDirectory, showProgress: Bool = true) throws -> EvaluationOutcome {
+        for w in warnings { run.log("warning: " + w) }
+        var rng = SeededRNG(seed: config.seed)
+        let model = try PatchGuardModel<Float>(config: config, maxBatch: max(1, config.eval.batchSize), using: &rng)
+        let state = try model.loadCheckpoint(path: checkpoint)
+        run.log("checkpoint: \(checkpoint) (epoch \(state.epoch)); model: \(model.summary)")
+        let category = try MVTecCategory.scan(root: config.data.root, category: config.data.category)
+        run.log("data: \(category.summary)")
+        let samples = try SampleLoader(imageSize: config.data.imageSize, cacheBudgetBytes: config.data.cacheMB << 20)
+            .load(category.test)
+        var settings = try EvaluationSettings(eval: config.eval, patchSize: model.patchSize,
+                                              batchSize: max(1, config.eval.batchSize), seed: config.seed,
+                                              keepMaps: keepMaps, showProgress: showProgress)
+        settings.attacks = attacks
+        var result = try Evaluator(detector: model, settings: settings)
+            .evaluate(samples, category: config.data.category, log: run.log)
+        result.report.detector = checkpoint
+        let files = try result.writeReports(to: run.path)
+        run.log("wrote " + files.joined(separator: ", "))
+        return EvaluationOutcome(result: result, samples: samples)
+    }
+}
