@@ -204,6 +204,28 @@ extension PatchGuardModel: PatchDetector where T == Float {
         return evaluationPass(images, batch: batch, upstream: upstream, dImages: dImages)
     }
 
+    /// One forward, `dLogitsFor` on its logits, one input-only backward (the exact image-score attack's top-k
+    /// selection is made on the logits of this very forward). More than `maxBatch` images: two passes.
+    public func inputGradient(_ images: UnsafePointer<Float>, batch: Int, dImages: UnsafeMutablePointer<Float>,
+                              dLogitsFor: ([Float]) -> [Float]) -> [Float] {
+        guard batch <= maxBatch else {
+            let d = dLogitsFor(patchLogits(images, batch: batch))
+            return d.withUnsafeBufferPointer { inputGradient(images, batch: batch, dLogits: $0.baseAddress!, dImages: dImages) }
+        }
+        kernels.zero(dImages, count: batch * 3 * imageSize * imageSize)
+        var noDropout = SeededRNG(seed: 0)
+        let feats = backboneForward(images, batch: batch, attention: false)
+        let logitsPointer = discriminator.forward(features: feats, batch: batch, training: false, using: &noDropout)
+        let logits = Array(UnsafeBufferPointer(start: logitsPointer, count: batch * numPatches))
+        let upstream = dLogitsFor(logits)
+        kernels.zero(dFeatures.data, count: batch * numPatches * dim * featureLayers.count)
+        upstream.withUnsafeBufferPointer {
+            discriminator.backward(dLogits: $0.baseAddress!, dFeatures: dFeatures.data, computeParameterGradients: false)
+        }
+        backboneBackward(batch: batch, dAttention: [:], parameters: false, dImage: dImages)
+        return logits
+    }
+
     /// Evaluation-mode forward over chunks of ≤ maxBatch images; with `upstream`, also the input-only backward
     /// of each chunk into `dImages`. Returns the logits (batch, Np).
     func evaluationPass(_ images: UnsafePointer<Float>, batch: Int, upstream: UnsafePointer<Float>?,

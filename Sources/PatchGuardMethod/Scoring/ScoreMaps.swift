@@ -92,6 +92,15 @@ public func topKMean(_ values: UnsafeBufferPointer<Float>, k: Int) throws -> Flo
     return Float(s / Double(k))
 }
 
+/// The gradient of ``topKMean(_:k:)`` w.r.t. `values` at `values`: `1/k` at the ``topKIndices(_:k:)`` (the
+/// selection at this point; it changes as the values move), 0 elsewhere. What the exact image-score attack
+/// back-propagates (``PatchLogitDetector``).
+public func topKMeanGradient(_ values: [Float], k: Int) throws -> [Float] {
+    var g = [Float](repeating: 0, count: values.count)
+    for i in try values.withUnsafeBufferPointer({ try topKIndices($0, k: k) }) { g[i] = 1 / Float(k) }
+    return g
+}
+
 /// Array convenience for ``topKMean(_:k:)-(UnsafeBufferPointer<Float>,_)``.
 public func topKMean(_ values: [Float], k: Int) throws -> Float {
     try values.withUnsafeBufferPointer { try topKMean($0, k: k) }
