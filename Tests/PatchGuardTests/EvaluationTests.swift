@@ -210,14 +210,21 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
         let root = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         #expect(Set(root.keys) == ["category", "detector", "images", "normal_images", "anomalous_images", "image_size",
                                    "patch_size", "batch_size", "scoring", "aupro_fpr_limit", "seconds", "clean_seconds",
-                                   "clean", "attacks", "notes"])
+                                   "clean", "attacks", "notes", "worst_case"])
         let metricKeys: Set<String> = ["image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max"]
         let clean = try #require(root["clean"] as? [String: Any])
         #expect(Set(clean.keys) == metricKeys)
         let attacks = try #require(root["attacks"] as? [[String: Any]])
         #expect(attacks.count == 1)
         #expect(Set(attacks[0].keys) == metricKeys.union(["name", "steps", "epsilon", "alpha", "random_start",
-                                                          "target", "seconds"]))
+                                                          "target", "seconds", "norm", "restarts", "eot_samples",
+                                                          "image_steps_per_second"]))
+        #expect(attacks[0]["norm"] as? String == "linf" && attacks[0]["restarts"] as? Int == 1)
+        // One worst-case row per budget, naming the attacks it covers.
+        let worst = try #require(root["worst_case"] as? [[String: Any]])
+        #expect(worst.count == 1)
+        #expect(Set(worst[0].keys) == metricKeys.union(["norm", "epsilon", "attacks"]))
+        #expect(worst[0]["attacks"] as? [String] == ["PGD-2 ε=8/255"])
         #expect(attacks[0]["name"] as? String == "pgd")
         #expect(attacks[0]["steps"] as? Int == 2)
         #expect(attacks[0]["target"] as? String == "pixel (patch labels)")
@@ -342,7 +349,9 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
         let decoded = try JSONDecoder().decode(EvaluationReport.self, from: data)
         #expect(decoded == result.report && decoded.attacks[0].attack.target == .image)
         // The table row shows the same α.
-        #expect(result.report.table().contains("| PGD-2 image | 8/255 | 2     | 10/255 "))
+        let row = try #require(result.report.table().split(separator: "\n").first { $0.hasPrefix("| PGD-2 image ") })
+        let cells = row.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+        #expect(Array(cells.prefix(7)) == ["PGD-2 image", "8/255", "2", "10/255", "L∞", "1", "image (image labels)"])
     }
 
     @Test func alphaIsResolvedOnceFromWhatWasGiven() throws {

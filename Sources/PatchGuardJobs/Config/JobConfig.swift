@@ -62,16 +62,29 @@ public struct EvalConfig: Codable, Equatable, Sendable {
     /// Gaussian smoothing of the upsampled pixel map.
     public var sigma = 6.0
     public var radius = 7
-    /// Attacks run by `evaluate` (in addition to the clean pass) unless the command line names others. Each entry:
-    /// `name` (`"pgd"`), `steps`, `epsilon`, `alpha` (0 = 2.5·ε/steps) and `target`: `"patches"` (the paper's
-    /// attack with the ground-truth patch labels: the pixel map) or `"image"` (the image score: normal images
-    /// pushed up, defective ones down).
+    /// Attacks run by `evaluate` (in addition to the clean pass) unless the command line names others. Each entry
+    /// (``AttackSpec``): `name` (`"pgd"`, `"apgd"` or `"suite"`), `norm` (`"linf"`, `"l2"`), `steps`, `epsilon`,
+    /// `alpha` (0 = 2.5·ε/steps), `restarts`, `eot_samples` and `target`: `"patches"` (the paper's attack with
+    /// the ground-truth patch labels: the pixel map), `"image"` (the mean of all patches: normal images pushed up,
+    /// defective ones down), `"image_topk"` (the exact top-k image score) or `"patches_sea"` (the map, only the
+    /// patches not yet flipped).
     public var attacks: [AttackSpec] = [AttackSpec()]
     /// Images per forward/backward during evaluation and attacks.
     public var batchSize = 8
+    /// Evaluate at most this many test images, evenly spaced over the test set (0 = all); for long attacks.
+    public var maxImages = 0
 
     enum CodingKeys: String, CodingKey {
-        case topK = "top_k", sigma, radius, attacks, batchSize = "batch_size"
+        case topK = "top_k", sigma, radius, attacks, batchSize = "batch_size", maxImages = "max_images"
+    }
+
+    /// The eval section's checks (called from ``JobConfig/validate(source:)``): every attack and `max_images`.
+    public func problem() -> String? {
+        for (i, a) in attacks.enumerated() {
+            if let problem = a.problem(key: "eval.attacks.\(i)") { return problem }
+        }
+        if maxImages < 0 { return "eval.max_images must be ≥ 0 (0 = all), got \(maxImages)" }
+        return nil
     }
 }
 
@@ -143,9 +156,7 @@ extension JobConfig {
         }
         if attack.epsilon < 0 || attack.epsilon > 1 { throw fail("attack.epsilon must be in [0, 1]") }
         if attack.trainSteps < 0 { throw fail("attack.train_steps must be ≥ 0") }
-        for (i, a) in eval.attacks.enumerated() {
-            if let problem = a.problem(key: "eval.attacks.\(i)") { throw fail(problem) }
-        }
+        if let problem = eval.problem() { throw fail(problem) }
         if eval.topK < 1 { throw fail("eval.top_k must be ≥ 1") }
         try synthesis.validate()
         try foreground.validate()

@@ -5,40 +5,73 @@ import PatchGuardNN
 import PatchGuardData
 import PatchGuardMethod
 
-/// `--attack` on the command line: run PGD, or no attack (the clean pass only).
+/// `--attack` on the command line: PGD, APGD, the suite (``AttackName/suite``), or no attack (the clean pass only).
 public enum AttackChoice: String, ConfigEnum {
-    case pgd, none
+    case pgd, apgd, suite, none
+
+    var attackName: AttackName? {
+        switch self {
+        case .pgd: return .pgd
+        case .apgd: return .apgd
+        case .suite: return .suite
+        case .none: return nil
+        }
+    }
 }
 
-/// The command line's attack settings (`--attack/--steps/--epsilon/--alpha/--random-start/--target`); unset
-/// fields fall back to the config.
+/// The command line's attack settings (`--attack/--steps/--epsilon/--norm/--alpha/--random-start/--target/
+/// --restarts/--eot-samples`); unset fields fall back to the config.
 public struct AttackOverrides: Sendable, Equatable {
     public var attack: AttackChoice?
     public var steps: Int?
-    /// L∞ budgets, one attack per budget and target.
+    /// Budgets in ``norm`` (the first version's L∞ list), one attack per budget and target.
     public var epsilons: [Double]
+    /// Budgets with their own norm (`--epsilon l2:0.2`), after ``epsilons``.
+    public var budgets: [Budget]
+    /// The norm of ``epsilons`` (default L∞).
+    public var norm: AttackNorm?
     public var alpha: Double?
     public var randomStart: Bool
     public var targets: [PGDTarget]
+    public var restarts: Int?
+    public var eotSamples: Int?
+
+    /// One (norm, ε).
+    public struct Budget: Sendable, Equatable {
+        public var norm: AttackNorm
+        public var epsilon: Double
+        public init(norm: AttackNorm, epsilon: Double) { self.norm = norm; self.epsilon = epsilon }
+    }
 
     public init(attack: AttackChoice? = nil, steps: Int? = nil, epsilons: [Double] = [], alpha: Double? = nil,
-                randomStart: Bool = false, targets: [PGDTarget] = []) {
+                randomStart: Bool = false, targets: [PGDTarget] = [], budgets: [Budget] = [], norm: AttackNorm? = nil,
+                restarts: Int? = nil, eotSamples: Int? = nil) {
         self.attack = attack; self.steps = steps; self.epsilons = epsilons; self.alpha = alpha
-        self.randomStart = randomStart; self.targets = targets
+        self.randomStart = randomStart; self.targets = targets; self.budgets = budgets; self.norm = norm
+        self.restarts = restarts; self.eotSamples = eotSamples
     }
 
     /// The attacks to run. `--attack none`: none. No attack option: the config's `eval.attacks` (with a random
-    /// start when `--random-start` is given). Otherwise every target (default `patches`) × every budget (default
-    /// `attack.epsilon`), `--steps` (default 10) and `--alpha` (default 0, i.e. ``AttackSpec/alpha``'s 2.5·ε/steps).
+    /// start when `--random-start` is given; a suite expanded). Otherwise, for every budget (default
+    /// `attack.epsilon` in L∞): the suite's attacks (`--attack suite`, default 100 steps; `--target` is not used),
+    /// or one attack (`--attack`, default pgd) per target (default `patches`) with `--steps` (default 10),
+    /// `--alpha` (default 0, i.e. ``AttackSpec/alpha``'s 2.5·ε/steps), `--restarts` and `--eot-samples` (default 1).
     public func attacks(config: JobConfig) -> [AttackSpec] {
         if attack == AttackChoice.none { return [] }
-        if attack == nil && steps == nil && epsilons.isEmpty && targets.isEmpty && alpha == nil {
-            return config.eval.attacks.map { var a = $0; a.randomStart = a.randomStart || randomStart; return a }
+        if attack == nil && steps == nil && epsilons.isEmpty && budgets.isEmpty && targets.isEmpty && alpha == nil
+            && norm == nil && restarts == nil && eotSamples == nil {
+            return config.eval.attacks.flatMap { $0.expanded() }.map { var a = $0; a.randomStart = a.randomStart || randomStart; return a }
         }
-        let eps = epsilons.isEmpty ? [config.attack.epsilon] : epsilons
-        return (targets.isEmpty ? [.patches] : targets).flatMap { t in
-            eps.map { AttackSpec(epsilon: $0, steps: steps ?? 10, alpha: alpha ?? 0, randomStart: randomStart, target: t) }
+        let name = attack?.attackName ?? .pgd
+        var all = epsilons.map { Budget(norm: norm ?? .linf, epsilon: $0) } + budgets
+        if all.isEmpty { all = [Budget(norm: norm ?? .linf, epsilon: config.attack.epsilon)] }
+        let stepCount = steps ?? (name == .suite ? 100 : 10)
+        func spec(_ b: Budget, _ t: PGDTarget) -> AttackSpec {
+            AttackSpec(name: name, epsilon: b.epsilon, steps: stepCount, alpha: alpha ?? 0, randomStart: randomStart,
+                       target: t, norm: b.norm, restarts: restarts ?? 1, eotSamples: eotSamples ?? 1)
         }
+        if name == .suite { return all.flatMap { spec($0, .imageTopK).expanded() } }
+        return (targets.isEmpty ? [.patches] : targets).flatMap { t in all.map { spec($0, t) } }
     }
 }
 
@@ -89,17 +122,37 @@ public struct EvaluationJob {
         run.log("checkpoint: \(checkpoint) (epoch \(state.epoch)); model: \(model.summary)")
         let category = try MVTecCategory.scan(root: config.data.root, category: config.data.category)
         run.log("data: \(category.summary)")
+        var tests = category.test
+        let limit = config.eval.maxImages
+        if limit > 0 && limit < tests.count {
+            let picked = Self.evenlySpaced(count: tests.count, limit: limit)
+            run.log("eval.max_images = \(limit): evaluating \(limit) of \(tests.count) test images, evenly spaced "
+                    + "(indices \(picked.map(String.init).joined(separator: ",")))")
+            tests = picked.map { tests[$0] }
+        }
         let samples = try SampleLoader(imageSize: config.data.imageSize, cacheBudgetBytes: config.data.cacheMB << 20)
-            .load(category.test)
+            .load(tests)
         var settings = try EvaluationSettings(eval: config.eval, patchSize: model.patchSize,
                                               batchSize: max(1, config.eval.batchSize), seed: config.seed,
                                               keepMaps: keepMaps, showProgress: showProgress)
         settings.attacks = attacks
         var result = try Evaluator(detector: model, settings: settings)
             .evaluate(samples, category: config.data.category, log: run.log)
+        if limit > 0 && limit < category.test.count {
+            result.report.notes.append("A subset: \(samples.count) of the \(category.test.count) test images, evenly "
+                                       + "spaced (eval.max_images = \(limit)).")
+        }
         result.report.detector = checkpoint
         let files = try result.writeReports(to: run.path)
         run.log("wrote " + files.joined(separator: ", "))
         return EvaluationOutcome(result: result, samples: samples)
+    }
+}
+
+extension EvaluationJob {
+    /// `limit` indices out of `0..<count`, evenly spaced (`⌊i·count/limit⌋`), so every defect type keeps its share.
+    public static func evenlySpaced(count: Int, limit: Int) -> [Int] {
+        guard limit > 0, limit < count else { return Array(0..<count) }
+        return (0..<limit).map { $0 * count / limit }
     }
 }

@@ -15,11 +15,20 @@ import PatchGuardMethod
 //     "scoring": {"top_k": 3, "sigma": 6, "radius": 7}, "aupro_fpr_limit": 0.3,
 //     "seconds": 12.3, "clean_seconds": 1.2,
 //     "clean": {"image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max"},
-//     "attacks": [{"name": "pgd", "steps", "epsilon", "alpha", "random_start",
-//                  "target": "pixel (patch labels)" | "image (image labels)", "seconds",
+//     "attacks": [{"name": "pgd" | "apgd", "steps", "epsilon", "alpha", "random_start",
+//                  "target": "pixel (patch labels)" | "image (image labels)" | "image (top-k score)"
+//                            | "pixel (unflipped patches)", "norm": "linf" | "l2", "restarts", "eot_samples",
+//                  "seconds", "image_steps_per_second",
 //                  "image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max"}],
+//     "worst_case": [{"norm", "epsilon", "attacks": ["APGD-100 image_topk ε=8/255", …],
+//                     "image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max"}],
 //     "notes": ["…"]
 //   }
+//
+// A worst-case row per budget (norm, ε): per image, the highest image score any attack at that budget reached on
+// a normal image and the lowest on a defective one (the clean score counts: δ = 0 is in the ball); per pixel map,
+// the map of the strongest attack on that image (the highest mean score over normal pixels minus mean over
+// anomalous pixels).
 //
 // A metric that is undefined on this test set (only one class of images, or no anomalous pixel) is `null` in JSON
 // and "n/a" in the table; `notes` says why. Keys are always present, so tools never need to test for them.
@@ -85,6 +94,9 @@ public struct AttackReport: Codable, Equatable, Sendable {
     /// Wall time of the pass (attack + scoring + metric updates).
     public var seconds: Double
     public var metrics: MetricSet
+    /// Gradient steps per second over all images of the pass (images · ``AttackSpec/stepsPerImage`` / seconds);
+    /// nil when unknown.
+    public var imageStepsPerSecond: Double?
 
     /// `target` of ``PGDTarget/patches``: PGD on the detector's patch logits with the ground-truth patch labels
     /// (normal patches pushed up, anomalous ones down; the official PatchGuard attack). It attacks the pixel map,
@@ -96,13 +108,14 @@ public struct AttackReport: Codable, Equatable, Sendable {
 
     /// Keeps `attack` as it ran: its step size is set to the resolved ``AttackSpec/alpha``, so a report
     /// decoded from `metrics.json` equals the one written.
-    public init(attack: AttackSpec, seconds: Double, metrics: MetricSet) {
+    public init(attack: AttackSpec, seconds: Double, metrics: MetricSet, imageStepsPerSecond: Double? = nil) {
         var ran = attack
         ran.stepSize = attack.alpha
         self.attack = ran; self.seconds = seconds; self.metrics = metrics
+        self.imageStepsPerSecond = imageStepsPerSecond
     }
 
-    /// Attack family (`"pgd"`).
+    /// Attack family (`"pgd"`, `"apgd"`).
     public var name: String { attack.name.rawValue }
     public var steps: Int { attack.steps }
     /// L∞ budget in [0,1] pixel units.
@@ -115,6 +128,7 @@ public struct AttackReport: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case name, steps, epsilon, alpha, randomStart = "random_start", target, seconds
+        case norm, restarts, eotSamples = "eot_samples", imageStepsPerSecond = "image_steps_per_second"
         case imageAUROC = "image_auroc", pixelAUROC = "pixel_auroc", pixelAUPRO = "pixel_aupro"
         case imageF1Max = "image_f1_max", pixelF1Max = "pixel_f1_max"
     }
@@ -129,6 +143,11 @@ public struct AttackReport: Codable, Equatable, Sendable {
         try c.encode(randomStart, forKey: .randomStart)
         try c.encode(target, forKey: .target)
         try c.encode(seconds, forKey: .seconds)
+        try c.encode(attack.norm, forKey: .norm)
+        try c.encode(attack.restarts, forKey: .restarts)
+        try c.encode(attack.eotSamples, forKey: .eotSamples)
+        if let imageStepsPerSecond { try c.encode(imageStepsPerSecond, forKey: .imageStepsPerSecond) }
+        else { try c.encodeNil(forKey: .imageStepsPerSecond) }
         try metrics.encode(into: &c)
     }
 
@@ -144,18 +163,80 @@ public struct AttackReport: Codable, Equatable, Sendable {
                             steps: try c.decode(Int.self, forKey: .steps),
                             alpha: try c.decode(Double.self, forKey: .alpha),
                             randomStart: try c.decodeIfPresent(Bool.self, forKey: .randomStart) ?? false,
-                            target: target)
-        self.init(attack: attack, seconds: try c.decodeIfPresent(Double.self, forKey: .seconds) ?? 0, metrics: MetricSet(imageAUROC: try c.decodeIfPresent(Double.self, forKey: .imageAUROC),
+                            target: target,
+                            norm: try c.decodeIfPresent(AttackNorm.self, forKey: .norm) ?? .linf,
+                            restarts: try c.decodeIfPresent(Int.self, forKey: .restarts) ?? 1,
+                            eotSamples: try c.decodeIfPresent(Int.self, forKey: .eotSamples) ?? 1)
+        self.init(attack: attack, seconds: try c.decodeIfPresent(Double.self, forKey: .seconds) ?? 0,
+                  imageStepsPerSecond: try c.decodeIfPresent(Double.self, forKey: .imageStepsPerSecond), metrics: MetricSet(imageAUROC: try c.decodeIfPresent(Double.self, forKey: .imageAUROC),
                             pixelAUROC: try c.decodeIfPresent(Double.self, forKey: .pixelAUROC),
                             pixelAUPRO: try c.decodeIfPresent(Double.self, forKey: .pixelAUPRO),
                             imageF1Max: try c.decodeIfPresent(Double.self, forKey: .imageF1Max),
                             pixelF1Max: try c.decodeIfPresent(Double.self, forKey: .pixelF1Max)))
     }
 
-    /// `"PGD-10"`, `"PGD-10 image"`, `"PGD-1000 (random start)"`.
+    /// `"PGD-10"`, `"PGD-10 image"`, `"APGD-100 image_topk L2 ×2"`, `"PGD-1000 (random start)"`.
+    public var displayName: String { attack.displayName }
+}
+
+extension AttackReport {
+    init(attack: AttackSpec, seconds: Double, imageStepsPerSecond: Double?, metrics: MetricSet) {
+        self.init(attack: attack, seconds: seconds, metrics: metrics, imageStepsPerSecond: imageStepsPerSecond)
+    }
+}
+
+extension AttackSpec {
+    /// The row name: `"PGD-10"`, `"PGD-10 image"`, `"APGD-100 image_topk L2 ×2"` (norm shown for L2, restarts
+    /// when more than one, `EOTn` for n samples, `(random start)`).
     public var displayName: String {
-        "\(name.uppercased())-\(steps)" + (attack.target == .image ? " image" : "")
-            + (randomStart ? " (random start)" : "")
+        "\(name.rawValue.uppercased())-\(steps)" + (target.shortName.isEmpty ? "" : " " + target.shortName)
+            + (norm == .l2 ? " L2" : "") + (restarts > 1 ? " ×\(restarts)" : "")
+            + (eotSamples > 1 ? " EOT\(eotSamples)" : "") + (randomStart ? " (random start)" : "")
+    }
+
+    /// ε as tables show it: `"8/255"` in L∞, `"0.2"` in L2.
+    public var epsilonText: String { EvaluationReport.formatBudget(epsilon, norm: norm) }
+}
+
+/// The worst case over every attack at one budget (see the file header): what the model survives against all of
+/// them.
+public struct WorstCaseReport: Codable, Equatable, Sendable {
+    public var norm: AttackNorm
+    public var epsilon: Double
+    /// The labels of the attacks it is the worst case of (``AttackSpec/label``).
+    public var attacks: [String]
+    public var metrics: MetricSet
+
+    public init(norm: AttackNorm, epsilon: Double, attacks: [String], metrics: MetricSet) {
+        self.norm = norm; self.epsilon = epsilon; self.attacks = attacks; self.metrics = metrics
+    }
+
+    /// `"worst case L∞ 8/255"`.
+    public var displayName: String { "worst case \(norm.display) \(EvaluationReport.formatBudget(epsilon, norm: norm))" }
+
+    enum CodingKeys: String, CodingKey {
+        case norm, epsilon, attacks
+        case imageAUROC = "image_auroc", pixelAUROC = "pixel_auroc", pixelAUPRO = "pixel_aupro"
+        case imageF1Max = "image_f1_max", pixelF1Max = "pixel_f1_max"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(norm, forKey: .norm)
+        try c.encode(epsilon, forKey: .epsilon)
+        try c.encode(attacks, forKey: .attacks)
+        try metrics.encode(into: &c)
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(norm: try c.decode(AttackNorm.self, forKey: .norm), epsilon: try c.decode(Double.self, forKey: .epsilon),
+                  attacks: try c.decode([String].self, forKey: .attacks),
+                  metrics: MetricSet(imageAUROC: try c.decodeIfPresent(Double.self, forKey: .imageAUROC),
+                                     pixelAUROC: try c.decodeIfPresent(Double.self, forKey: .pixelAUROC),
+                                     pixelAUPRO: try c.decodeIfPresent(Double.self, forKey: .pixelAUPRO),
+                                     imageF1Max: try c.decodeIfPresent(Double.self, forKey: .imageF1Max),
+                                     pixelF1Max: try c.decodeIfPresent(Double.self, forKey: .pixelF1Max)))
     }
 }
 
@@ -177,12 +258,16 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
     public var cleanSeconds: Double
     public var clean: MetricSet
     public var attacks: [AttackReport]
+    /// One row per budget (norm, ε) of ``attacks``, in order of first appearance.
+    public var worstCase: [WorstCaseReport]
     /// Human-readable remarks (e.g. why a metric is n/a).
     public var notes: [String]
 
     public init(category: String, detector: String? = nil, images: Int, normalImages: Int, anomalousImages: Int,
                 imageSize: Int, patchSize: Int, batchSize: Int, scoring: ScoringConfig, auproFPRLimit: Double,
-                seconds: Double, cleanSeconds: Double, clean: MetricSet, attacks: [AttackReport], notes: [String]) {
+                seconds: Double, cleanSeconds: Double, clean: MetricSet, attacks: [AttackReport], notes: [String],
+                worstCase: [WorstCaseReport] = []) {
+        self.worstCase = worstCase
         self.category = category; self.detector = detector; self.images = images
         self.normalImages = normalImages; self.anomalousImages = anomalousImages
         self.imageSize = imageSize; self.patchSize = patchSize; self.batchSize = batchSize
@@ -194,6 +279,23 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
         case category, detector, images, normalImages = "normal_images", anomalousImages = "anomalous_images"
         case imageSize = "image_size", patchSize = "patch_size", batchSize = "batch_size", scoring
         case auproFPRLimit = "aupro_fpr_limit", seconds, cleanSeconds = "clean_seconds", clean, attacks, notes
+        case worstCase = "worst_case"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(category: try c.decode(String.self, forKey: .category),
+                  detector: try c.decodeIfPresent(String.self, forKey: .detector),
+                  images: try c.decode(Int.self, forKey: .images),
+                  normalImages: try c.decode(Int.self, forKey: .normalImages),
+                  anomalousImages: try c.decode(Int.self, forKey: .anomalousImages),
+                  imageSize: try c.decode(Int.self, forKey: .imageSize), patchSize: try c.decode(Int.self, forKey: .patchSize),
+                  batchSize: try c.decode(Int.self, forKey: .batchSize), scoring: try c.decode(ScoringConfig.self, forKey: .scoring),
+                  auproFPRLimit: try c.decode(Double.self, forKey: .auproFPRLimit),
+                  seconds: try c.decode(Double.self, forKey: .seconds), cleanSeconds: try c.decode(Double.self, forKey: .cleanSeconds),
+                  clean: try c.decode(MetricSet.self, forKey: .clean), attacks: try c.decode([AttackReport].self, forKey: .attacks),
+                  notes: try c.decode([String].self, forKey: .notes),
+                  worstCase: try c.decodeIfPresent([WorstCaseReport].self, forKey: .worstCase) ?? [])
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -212,6 +314,7 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
         try c.encode(cleanSeconds, forKey: .cleanSeconds)
         try c.encode(clean, forKey: .clean)
         try c.encode(attacks, forKey: .attacks)
+        try c.encode(worstCase, forKey: .worstCase)
         try c.encode(notes, forKey: .notes)
     }
 
@@ -233,15 +336,20 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
     ///     | clean  | –     | –     | –     | 0.9812      | 0.9701      | 0.9012      | 0.9600       | 0.6011       |
     ///     | PGD-10 | 8/255 | 10    | 2/255 | 0.4410      | …
     public func table() -> String {
-        let header = ["run", "ε", "steps", "α", "image AUROC", "pixel AUROC", "pixel AUPRO",
-                      "image F1-max", "pixel F1-max"]
+        let header = ["run", "ε", "steps", "α", "norm", "restarts", "target", "image AUROC", "pixel AUROC",
+                      "pixel AUPRO", "image F1-max", "pixel F1-max"]
         func values(_ m: MetricSet) -> [String] {
             [m.imageAUROC, m.pixelAUROC, m.pixelAUPRO, m.imageF1Max, m.pixelF1Max].map(Self.formatMetric)
         }
-        var rows = [["clean", "–", "–", "–"] + values(clean)]
+        var rows = [["clean", "–", "–", "–", "–", "–", "–"] + values(clean)]
         for a in attacks {
-            rows.append([a.displayName, Self.fractionOf255(a.epsilon), "\(a.steps)", Self.fractionOf255(a.alpha)]
-                        + values(a.metrics))
+            rows.append([a.displayName, a.attack.epsilonText, "\(a.steps)",
+                         Self.formatBudget(a.alpha, norm: a.attack.norm), a.attack.norm.display, "\(a.attack.restarts)",
+                         a.target] + values(a.metrics))
+        }
+        for w in worstCase {
+            rows.append([w.displayName, Self.formatBudget(w.epsilon, norm: w.norm), "–", "–", w.norm.display, "–",
+                         "worst of \(w.attacks.count) + clean"] + values(w.metrics))
         }
         let all = [header] + rows
         let widths = header.indices.map { j in all.map { $0[j].count }.max() ?? 0 }
@@ -264,7 +372,10 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
         s += "upsampling, Gaussian σ = \(Self.trim(scoring.sigma)), radius \(scoring.radius). "
         s += "AUPRO up to FPR \(Self.trim(auproFPRLimit)).\n\n"
         if !attacks.isEmpty {
-            s += "Attacks: L∞ PGD (sign steps, projection onto the ε-ball, clamp to [0, 1]). "
+            s += "Attacks: PGD (L∞: sign steps; L2: normalised-gradient steps; projection onto the ε-ball, clamp to "
+            s += "[0, 1]; last iterate) and APGD (AutoAttack's schedule, best iterate); with restarts, per image the "
+            s += "restart with the highest objective. `image_topk`: the exact top-k image score; `patches_sea`: the "
+            s += "pixel map, only the patches not yet flipped. "
             if attacks.contains(where: { $0.attack.target == .patches }) {
                 s += "`PGD-N`: ground-truth patch labels, normal patches pushed up and anomalous ones down; attacked "
                 s += "quantity: \(AttackReport.patchLabelTarget). "
@@ -275,9 +386,18 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
             }
             s += "\n\n"
         }
+        if !worstCase.isEmpty {
+            s += "Worst-case rows, one per budget: per image the highest score any attack at that budget (or the "
+            s += "clean image) reached on a normal image and the lowest on a defective one; per pixel map the map of "
+            s += "the strongest attack on that image (highest mean over normal pixels minus mean over anomalous "
+            s += "pixels).\n\n"
+        }
         s += table()
         s += "\nTotal time \(String(format: "%.1f", seconds)) s (clean pass \(String(format: "%.1f", cleanSeconds)) s"
-        for a in attacks { s += ", \(a.displayName) ε=\(Self.fractionOf255(a.epsilon)) \(String(format: "%.1f", a.seconds)) s" }
+        for a in attacks {
+            s += ", \(a.displayName) ε=\(a.attack.epsilonText) \(String(format: "%.1f", a.seconds)) s"
+            if let r = a.imageStepsPerSecond { s += String(format: " (%.2f image·steps/s)", r) }
+        }
         s += ").\n"
         if !notes.isEmpty {
             s += "\nNotes:\n\n" + notes.map { "- \($0)\n" }.joined()
@@ -297,6 +417,11 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
         if v == 0 { return "0" }
         if abs(k - k.rounded()) < 1e-4 * max(1, abs(k)) { return "\(Int(k.rounded()))/255" }
         return String(format: "%.3g/255", k)
+    }
+
+    /// L∞: ``fractionOf255(_:)``; L2: `"0.2"` (3 significant digits).
+    public static func formatBudget(_ v: Double, norm: AttackNorm) -> String {
+        norm == .linf ? fractionOf255(v) : String(format: "%.3g", v)
     }
 
     static func trim(_ v: Double) -> String {

@@ -52,6 +52,14 @@ public struct EvaluationResult: Sendable {
     /// One per attack, in order.
     public var attacks: [PassCurves]
     public var images: [EvaluatedImage]
+    /// One per budget (``EvaluationReport/worstCase``), in order.
+    public var worstCase: [PassCurves] = []
+
+    public init(report: EvaluationReport, clean: PassCurves, attacks: [PassCurves], images: [EvaluatedImage],
+                worstCase: [PassCurves] = []) {
+        self.report = report; self.clean = clean; self.attacks = attacks; self.images = images
+        self.worstCase = worstCase
+    }
 
     /// The file names ``writeReports(to:)`` uses.
     public static let metricsJSON = "metrics.json", metricsMarkdown = "metrics.md"

@@ -7,11 +7,9 @@ import PatchGuardData
 import PatchGuardMethod
 
 extension AttackSpec {
-    /// The pass's name in logs, ROC legends and heat maps: `"PGD-10 ε=8/255"`, or `"PGD-10 image ε=8/255"` for
-    /// the image-score target.
-    public var label: String {
-        "\(name.rawValue.uppercased())-\(steps)\(target == .image ? " image" : "") ε=\(EvaluationReport.fractionOf255(epsilon))"
-    }
+    /// The pass's name in logs, ROC legends and heat maps: `"PGD-10 ε=8/255"`, `"PGD-10 image ε=8/255"`,
+    /// `"APGD-100 image_topk L2 ε=0.2"` (``displayName`` and the budget).
+    public var label: String { "\(displayName) ε=\(epsilonText)" }
 }
 
 /// How ``Evaluator`` scores and attacks.
@@ -21,6 +19,7 @@ public struct EvaluationSettings: Sendable {
     public var scoring: ScoringConfig
     /// Images per detector call (clean forward and PGD).
     public var batchSize: Int
+    /// The attacks in order (a ``AttackName/suite`` is run as its ``AttackSpec/expanded()`` attacks).
     public var attacks: [AttackSpec]
     /// Seeds the random starts of the attacks (one stream per attack and batch).
     public var seed: UInt64
@@ -44,7 +43,7 @@ public struct EvaluationSettings: Sendable {
                 keepMaps: Bool = true, showProgress: Bool = true) throws {
         self.init(patchSize: patchSize,
                   scoring: ScoringConfig(topK: eval.topK, sigma: eval.sigma, radius: eval.radius),
-                  batchSize: batchSize, attacks: eval.attacks, seed: seed,
+                  batchSize: batchSize, attacks: eval.attacks.flatMap { $0.expanded() }, seed: seed,
                   keepMaps: keepMaps, showProgress: showProgress)
     }
 }
@@ -74,7 +73,11 @@ public struct EvaluationSettings: Sendable {
 /// over images) and metric updates (one connected-component labelling and 8 bytes per pixel); all O(B·S²).
 public final class Evaluator {
     public let detector: PatchDetector
+    /// What the attacks see: ``detector`` as an ``AnomalyDetector`` whose image score is the evaluation's top-k.
+    public let attackedDetector: AnomalyDetector
     public let settings: EvaluationSettings
+    /// ``EvaluationSettings/attacks`` with suites expanded.
+    public let attacks: [AttackSpec]
     public let scorer: AnomalyScorer
     /// Patch grid side `S/P`.
     public let gridSize: Int
@@ -96,6 +99,7 @@ public final class Evaluator {
             throw PatchGuardError.invalidArgument("evaluation: batch size must be ≥ 1, got \(settings.batchSize)")
         }
         for (i, a) in settings.attacks.enumerated() { try a.validate(key: "evaluation: attack \(i)") }
+        attacks = settings.attacks.flatMap { $0.expanded() }
         guard settings.fprLimit > 0, settings.fprLimit <= 1 else {
             throw PatchGuardError.invalidArgument("evaluation: AUPRO FPR limit must be in (0, 1], got \(settings.fprLimit)")
         }
@@ -103,6 +107,7 @@ public final class Evaluator {
         self.settings = settings
         self.gridSize = g
         scorer = try AnomalyScorer(config: settings.scoring, gridHeight: g, gridWidth: g, imageHeight: s, imageWidth: s)
+        attackedDetector = try PatchLogitDetector(detector, topK: settings.scoring.topK)
     }
 
     /// Evaluates `samples` (every image `3 × S × S`, mask `1 × S × S`, as ``SampleLoader`` makes them).
@@ -157,14 +162,40 @@ public final class Evaluator {
         }
         for note in notes { log?("note: " + note) }
 
-        let attacks = settings.attacks
-        let total = n * (1 + attacks.reduce(0) { $0 + $1.steps + 1 })
+        let attacks = self.attacks
+        let total = n * (1 + attacks.reduce(0) { $0 + $1.stepsPerImage + 1 })
         let bar = settings.showProgress ? ProgressBar("evaluate \(category)", total: total, unit: "img·step") : nil
 
         var images = samples.enumerated().map { i, sample in
             EvaluatedImage(index: i, imagePath: sample.imagePath, defectType: sample.defectType,
                            label: sample.label, cleanScore: .nan, cleanMap: nil, attacked: [])
         }
+
+        // Worst case per budget (norm, ε), in order of first appearance: per image the most harmful score and map
+        // so far (starting from the clean ones: δ = 0 is in every ball).
+        struct Worst {
+            var norm: AttackNorm, epsilon: Double, labels: [String] = []
+            var scores: [Float] = [], maps: [[Float]] = [], damage: [Double] = []
+        }
+        var budgets = [Worst]()
+        var budgetOf = [Int]()
+        for a in attacks {
+            if let j = budgets.firstIndex(where: { $0.norm == a.norm && $0.epsilon == a.epsilon }) {
+                budgetOf.append(j)
+            } else {
+                budgetOf.append(budgets.count)
+                budgets.append(Worst(norm: a.norm, epsilon: a.epsilon))
+            }
+            budgets[budgetOf.last!].labels.append(a.label)
+        }
+        // The pixel-map damage of a map: mean over normal pixels minus mean over anomalous pixels.
+        func damage(_ map: [Float], _ mask: [UInt8]) -> Double {
+            var sn = 0.0, sa = 0.0, na = 0
+            for (v, m) in zip(map, mask) { if m == 1 { sa += Double(v); na += 1 } else { sn += Double(v) } }
+            let nn = map.count - na
+            return (nn > 0 ? sn / Double(nn) : 0) - (na > 0 ? sa / Double(na) : 0)
+        }
+        func harm(_ score: Float, _ label: Int) -> Float { label == 1 ? -score : score }
 
         // One pass over the test set; `attack` nil = clean.
         func pass(_ attackIndex: Int?) throws -> PassCurves {
@@ -185,8 +216,8 @@ public final class Evaluator {
                     let batchLabels = indices.flatMap { labels[$0] }
                     var rng = SeededRNG(seed: settings.seed,
                                         stream: UInt64((attackIndex ?? 0) + 1) << 32 | UInt64(batchIndex))
-                    x = attack.perturb(detector, images: x, labels: batchLabels, batch: b, using: &rng,
-                                    onStep: { _ in bar?.advance(b, info: info) })
+                    x = attack.run(on: attackedDetector, images: x, labels: batchLabels, batch: b, using: &rng,
+                                   onStep: { _ in bar?.advance(b, info: info) })
                 }
                 let logits = x.withUnsafeBufferPointer { detector.patchLogits($0.baseAddress!, batch: b) }
                 bar?.advance(b, info: info)
@@ -206,6 +237,25 @@ public final class Evaluator {
                         try pixelMetric.update(scores: maps[k].values, mask: masks[i], width: s, height: s)
                     }
                     let map = settings.keepMaps ? maps[k] : nil
+                    if let attackIndex {
+                        let j = budgetOf[attackIndex]
+                        if harm(scores[k], samples[i].label) > harm(budgets[j].scores[i], samples[i].label) {
+                            budgets[j].scores[i] = scores[k]
+                        }
+                        let d = damage(maps[k].values, masks[i])
+                        if d > budgets[j].damage[i] { budgets[j].damage[i] = d; budgets[j].maps[i] = maps[k].values }
+                    } else if !attacks.isEmpty {
+                        for j in budgets.indices {
+                            if budgets[j].scores.isEmpty {
+                                budgets[j].scores = [Float](repeating: 0, count: n)
+                                budgets[j].maps = [[Float]](repeating: [], count: n)
+                                budgets[j].damage = [Double](repeating: 0, count: n)
+                            }
+                            budgets[j].scores[i] = scores[k]
+                            budgets[j].maps[i] = maps[k].values
+                            budgets[j].damage[i] = damage(maps[k].values, masks[i])
+                        }
+                    }
                     if attack == nil {
                         images[i].cleanScore = scores[k]
                         images[i].cleanMap = map
@@ -233,15 +283,37 @@ public final class Evaluator {
         var attacked = [PassCurves]()
         for a in attacks.indices { attacked.append(try pass(a)) }
 
+        var worstCurves = [PassCurves]()
+        for w in budgets {
+            var imageMetric = ImageAUROC()
+            var pixelMetric = PixelMetrics()
+            if imageDefined { try imageMetric.update(scores: w.scores, labels: samples.map { $0.label == 1 }) }
+            if pixelDefined {
+                for i in 0..<n { try pixelMetric.update(scores: w.maps[i], mask: masks[i], width: s, height: s) }
+            }
+            let curves = PassCurves(name: "worst case \(w.norm.display) ε=\(EvaluationReport.formatBudget(w.epsilon, norm: w.norm))",
+                                    image: imageDefined ? try imageMetric.compute() : nil,
+                                    pixel: pixelDefined ? try pixelMetric.compute(fprLimit: settings.fprLimit) : nil,
+                                    seconds: 0)
+            let m = curves.metrics
+            log?("\(curves.name) (\(w.labels.count) attacks + clean): image AUROC "
+                 + "\(EvaluationReport.formatMetric(m.imageAUROC)), pixel AUROC \(EvaluationReport.formatMetric(m.pixelAUROC))")
+            worstCurves.append(curves)
+        }
+
         let report = EvaluationReport(
             category: category, images: n, normalImages: normalImages, anomalousImages: anomalousImages,
             imageSize: s, patchSize: settings.patchSize, batchSize: settings.batchSize, scoring: settings.scoring,
             auproFPRLimit: settings.fprLimit, seconds: Date().timeIntervalSince(start), cleanSeconds: clean.seconds,
             clean: clean.metrics,
             attacks: zip(attacks, attacked).map { a, c in
-                AttackReport(attack: a, seconds: c.seconds, metrics: c.metrics)
+                AttackReport(attack: a, seconds: c.seconds, metrics: c.metrics,
+                             imageStepsPerSecond: c.seconds > 0 ? Double(n * a.stepsPerImage) / c.seconds : nil)
             },
-            notes: notes)
-        return EvaluationResult(report: report, clean: clean, attacks: attacked, images: images)
+            notes: notes,
+            worstCase: zip(budgets, worstCurves).map { w, c in
+                WorstCaseReport(norm: w.norm, epsilon: w.epsilon, attacks: w.labels, metrics: c.metrics)
+            })
+        return EvaluationResult(report: report, clean: clean, attacks: attacked, images: images, worstCase: worstCurves)
     }
 }
