@@ -6,7 +6,7 @@ import PatchGuardJobs
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Image AUROC (AD) and pixel AUROC/AUPRO (AL), clean and under PGD attacks.",
+        abstract: "Image AUROC (AD) and pixel AUROC/AUPRO (AL), clean and under PGD/APGD attacks, with worst-case rows.",
         discussion: """
         Writes metrics.json, metrics.md, roc_image.svg and roc_pixel.svg into the run directory and prints the \
         table.
@@ -18,10 +18,20 @@ struct Evaluate: ParsableCommand {
 
         --target patches (the paper's attack) uses the ground-truth patch labels, pushing normal patches up and \
         anomalous ones down: it attacks the pixel map, not the image score (on a defective image it raises every \
-        normal patch, which raises the top-k image score). --target image attacks the image score.
+        normal patch, which raises the top-k image score). --target image attacks the mean of all patch logits (a \
+        surrogate of the image score); --target image_topk the exact top-k image score; --target patches_sea the \
+        pixel map, only the patches not yet flipped.
 
-        Example:
+        --attack suite runs, at every budget, APGD on image_topk, APGD on patches_sea, APGD on patches and PGD \
+        (random start) on image_topk (--steps default 100, --restarts each). Every budget (norm, ε) gets a \
+        worst-case row: per image the highest score any attack reached on a normal image and the lowest on a \
+        defective one (clean counts), per pixel map the strongest attack's map.
+
+        Examples:
           patchguard evaluate --checkpoint runs/tire/checkpoint.safetensors --attack pgd --steps 100 --epsilon 8/255
+          patchguard evaluate --checkpoint … --attack suite --epsilon 2/255 --epsilon 8/255 --epsilon l2:0.2
+          patchguard evaluate --checkpoint … --attack apgd --steps 100 --target image_topk --norm l2 --epsilon 0.2 \
+            --restarts 3 --set eval.max_images=16
         """)
     @OptionGroup var job: JobOptions
     @OptionGroup var attack: AttackOptions
