@@ -132,6 +132,9 @@ import Glibc
         #expect(m.contains("is at epoch 2, past train.epochs = 1"), "\(m)")
         #expect(m.contains(trainer.checkpointPath))
         #expect(try Data(contentsOf: URL(fileURLWithPath: trainer.checkpointPath)) == before)
+        // The CLI checks before it opens the run (so the run's config.json is not rewritten).
+        let early = message { try Trainer.checkResumable(runDirectory: dir, config: config) }
+        #expect(early == m, "\(early)")
         // The same number of epochs is nothing to do, not an error.
         config.train.epochs = 2
         let same = try Trainer(config: config, run: try RunDirectory(path: dir, command: "train")).train(resume: true)

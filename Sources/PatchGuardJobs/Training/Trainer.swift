@@ -54,6 +54,28 @@ public final class Trainer {
     }
 
     public var checkpointPath: String { run.file("checkpoint.safetensors") }
+
+    /// Checks, before anything is written into the run directory, that the run at `runDirectory` can be resumed
+    /// to `config.train.epochs`: its checkpoint exists, its metadata is valid and it is not past that epoch.
+    /// Returns the checkpoint's epoch.
+    @discardableResult
+    public static func checkResumable(runDirectory: String, config: JobConfig) throws -> Int {
+        let path = (runDirectory as NSString).appendingPathComponent("checkpoint.safetensors")
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw PatchGuardError.io(path: path, reason: "no checkpoint to resume from")
+        }
+        let epoch = try PatchGuardModel<Float>.checkpointState(of: try SafeTensorsFile.load(path: path)).epoch
+        try checkResumable(epoch: epoch, checkpoint: path, epochs: config.train.epochs)
+        return epoch
+    }
+
+    static func checkResumable(epoch: Int, checkpoint: String, epochs: Int) throws {
+        if epoch > epochs {
+            throw PatchGuardError.config(
+                "--resume: \(checkpoint) is at epoch \(epoch), past train.epochs = \(epochs); " +
+                "nothing to resume (set train.epochs above \(epoch) to train further)")
+        }
+    }
     var logPath: String { run.file("train_log.jsonl") }
 
     /// Loads the category's training images (with foreground masks where present).
@@ -90,11 +112,7 @@ public final class Trainer {
             }
             let state = try model.loadCheckpoint(path: checkpointPath, optimizer: optimizer)
             startEpoch = state.epoch
-            if startEpoch > config.train.epochs {
-                throw PatchGuardError.config(
-                    "--resume: \(checkpointPath) is at epoch \(startEpoch), past train.epochs = \(config.train.epochs); " +
-                    "nothing to resume (set train.epochs above \(startEpoch) to train further)")
-            }
+            try Self.checkResumable(epoch: startEpoch, checkpoint: checkpointPath, epochs: config.train.epochs)
             history = try readHistory().filter { $0.epoch <= startEpoch }
             run.log("resuming after epoch \(startEpoch) from \(checkpointPath)")
         }

@@ -65,17 +65,8 @@ extension PatchGuardModel {
         }
         try load(vit.parameters, prefix: "", required: true)
         try load(discriminator.params, prefix: "", required: true)
-        func count(_ key: String) throws -> Int {
-            guard let text = file.metadata[key] else {
-                throw PatchGuardError.io(path: path, reason: "invalid checkpoint: metadata '\(key)' is missing")
-            }
-            guard let n = Int(text), n >= 0 else {
-                throw PatchGuardError.io(path: path, reason: "invalid checkpoint: metadata '\(key)' is \"\(text)\", expected an integer ≥ 0")
-            }
-            return n
-        }
-        let epoch = try count("epoch")
-        let step = try count("optimizer_step")
+        let counts = try Self.checkpointState(of: file)
+        let epoch = counts.epoch, step = counts.optimizerStep
         if let optimizer {
             try load(optimizer.vit.m, prefix: "optimizer.m.", required: false)
             try load(optimizer.vit.v, prefix: "optimizer.v.", required: false)
@@ -84,6 +75,21 @@ extension PatchGuardModel {
             optimizer.step = step
         }
         return CheckpointState(epoch: epoch, optimizerStep: step)
+    }
+
+    /// The epoch and optimizer step a checkpoint's metadata states; both must be integers ≥ 0, otherwise the
+    /// error names the file, the key and the value found.
+    public static func checkpointState(of file: SafeTensorsFile) throws -> CheckpointState {
+        func count(_ key: String) throws -> Int {
+            guard let text = file.metadata[key] else {
+                throw PatchGuardError.io(path: file.path, reason: "invalid checkpoint: metadata '\(key)' is missing")
+            }
+            guard let n = Int(text), n >= 0 else {
+                throw PatchGuardError.io(path: file.path, reason: "invalid checkpoint: metadata '\(key)' is \"\(text)\", expected an integer ≥ 0")
+            }
+            return n
+        }
+        return CheckpointState(epoch: try count("epoch"), optimizerStep: try count("optimizer_step"))
     }
 
     /// The name of the first parameter (then optimizer moment, when given) holding a NaN or infinity, or nil.
