@@ -6,7 +6,7 @@ DATA_DIR   ?= Datasets/generated
 BIN        := .build/release/patchguard
 SYSTEM_PACKAGES := libopenblas-dev libpng-dev libjpeg-dev
 
-.PHONY: all deps build debug run test bench clean help
+.PHONY: all deps build debug run test bench fuzz clean help
 
 all: build
 
@@ -14,6 +14,7 @@ help:
 	@echo "make run    install system packages if missing, build (release), run the default job ($(CONFIG))"
 	@echo "make test   run the whole test suite"
 	@echo "make bench  sgemm GFLOPS, ViT img/s and peak memory"
+	@echo "make fuzz   libFuzzer + ASan harnesses (image decoder, safetensors, config), FUZZ_SECONDS (60) each"
 	@echo "make build  release build only ($(BIN))"
 
 # Installs the three system libraries when one is missing (needs root for apt-get).
@@ -51,5 +52,10 @@ test: deps
 bench: build
 	$(BIN) bench
 
+# libFuzzer + ASan: image decoder, safetensors parser, config parser; a minute each by default (Fuzz/run.sh).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	Fuzz/run.sh $(FUZZ_SECONDS)
+
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz

@@ -16,7 +16,11 @@ import PackageDescription
 //   PatchGuardJobs (product PatchGuard) ← all of the above: typed job config, run directories, training and
 //                                  evaluation jobs, reports, heat maps, benchmarks
 //   patchguard                   ← Jobs (+ ArgumentParser): the CLI, one thin file per command
-let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+// -Ounchecked (no overflow or bounds traps) only for the numeric kernels, where `make bench` shows it matters
+// (README, "Performance notes"). Everything that reads input — codecs, parsers, configs, data loading, the CLI —
+// builds with checks on (-O), so a missed check on bad input traps instead of corrupting memory.
+let numeric: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+let checked: [SwiftSetting] = [.unsafeFlags(["-wmo"], .when(configuration: .release))]
 
 let package = Package(
     name: "PatchGuard",
@@ -37,25 +41,25 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg")]),
         .target(name: "PatchGuardCore",
                 dependencies: ["CBLAS", .product(name: "Numerics", package: "swift-numerics")],
-                swiftSettings: optimized),
-        .target(name: "PatchGuardImage", dependencies: ["PatchGuardCore", "CImageCodecs"], swiftSettings: optimized),
-        .target(name: "PatchGuardMetrics", dependencies: ["PatchGuardCore"], swiftSettings: optimized),
+                swiftSettings: checked),
+        .target(name: "PatchGuardImage", dependencies: ["PatchGuardCore", "CImageCodecs"], swiftSettings: checked),
+        .target(name: "PatchGuardMetrics", dependencies: ["PatchGuardCore"], swiftSettings: checked),
         // The forward/backward pairs behind one protocol (`Kernels`): CPU (OpenBLAS) and plain reference backends.
-        .target(name: "PatchGuardKernels", dependencies: ["PatchGuardCore"], swiftSettings: optimized),
-        .target(name: "PatchGuardNN", dependencies: ["PatchGuardCore", "PatchGuardKernels"], swiftSettings: optimized),
-        .target(name: "PatchGuardData", dependencies: ["PatchGuardCore", "PatchGuardImage"], swiftSettings: optimized),
+        .target(name: "PatchGuardKernels", dependencies: ["PatchGuardCore"], swiftSettings: numeric),
+        .target(name: "PatchGuardNN", dependencies: ["PatchGuardCore", "PatchGuardKernels"], swiftSettings: numeric),
+        .target(name: "PatchGuardData", dependencies: ["PatchGuardCore", "PatchGuardImage"], swiftSettings: checked),
         .target(name: "PatchGuardMethod",
                 dependencies: ["PatchGuardCore", "PatchGuardImage", "PatchGuardNN", "PatchGuardData"],
-                swiftSettings: optimized),
+                swiftSettings: checked),
         .target(name: "PatchGuardJobs",
                 dependencies: ["PatchGuardCore", "PatchGuardImage", "PatchGuardMetrics", "PatchGuardNN",
                                "PatchGuardData", "PatchGuardMethod"],
-                swiftSettings: optimized),
+                swiftSettings: checked),
         .executableTarget(name: "patchguard",
                           dependencies: ["PatchGuardJobs", "PatchGuardMethod", "PatchGuardData", "PatchGuardImage",
                                          "PatchGuardNN", "PatchGuardCore",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
-                          swiftSettings: optimized),
+                          swiftSettings: checked),
         .testTarget(name: "PatchGuardCoreTests", dependencies: ["PatchGuardCore"]),
         // Central-difference gradient checks shared by the NN and method test targets.
         .target(name: "GradCheckSupport", dependencies: ["PatchGuardCore"], path: "Tests/GradCheckSupport"),

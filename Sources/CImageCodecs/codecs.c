@@ -16,12 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <png.h>
 #include <jpeglib.h>
 #include <jerror.h>
 
-// Largest image we decode, in samples (channels × height × width): 2^28 floats = 1 GiB.
+// Largest image we encode, in samples (channels × height × width): 2^28 floats = 1 GiB.
 #define PG_MAX_SAMPLES ((size_t)1 << 28)
 #define PG_MAX_DIMENSION 1000000
 
@@ -106,6 +108,23 @@ void pg_buffer_free(pg_buffer *buffer) {
     buffer->size = 0;
 }
 
+// The decoder's pixel limit (PG_MAX_DECODE_PIXELS in the header), checked from the header before any pixel buffer
+// is allocated. Writes "image is W×H pixels (… M), over the decoder's limit of … M pixels (8192×8192)" into
+// `message` and returns 0 when the image is too large.
+static int check_decode_pixels(size_t width, size_t height, char *message, size_t cap) {
+    if (width == 0 || height == 0) {
+        set_error(message, cap, "image has no pixels (%zux%zu)", width, height);
+        return 0;
+    }
+    if (width > PG_MAX_DIMENSION || height > PG_MAX_DIMENSION || width * height > PG_MAX_DECODE_PIXELS) {
+        set_error(message, cap,
+                  "image is %zux%zu pixels (%.1f M), over the decoder's limit of %.1f M pixels (e.g. 8192x8192)",
+                  width, height, (double)width * (double)height / 1e6, (double)PG_MAX_DECODE_PIXELS / 1e6);
+        return 0;
+    }
+    return 1;
+}
+
 static int check_size(size_t width, size_t height, size_t channels) {
     if (width == 0 || height == 0) return 0;
     if (width > PG_MAX_DIMENSION || height > PG_MAX_DIMENSION) return 0;
@@ -157,6 +176,11 @@ static int png_decode_guarded(png_dec *d) {
     png_uint_32 width = 0, height = 0;
     int bit_depth = 0, color_type = 0;
     png_get_IHDR(d->png, d->info, &width, &height, &bit_depth, &color_type, NULL, NULL, NULL);
+    char too_large[200];
+    if (!check_decode_pixels(width, height, too_large, sizeof too_large)) {
+        err_ctx_set(&d->e, PG_ERR_MEMORY, too_large);
+        return d->e.status;
+    }
     int source_channels = png_get_channels(d->png, d->info);
     if (color_type == PNG_COLOR_TYPE_PALETTE)
         source_channels = png_get_valid(d->png, d->info, PNG_INFO_tRNS) ? 4 : 3;
@@ -369,6 +393,10 @@ static int jpeg_decode_guarded(jpeg_dec *d, const uint8_t *data, size_t size) {
     d->cinfo.src = &d->src;
 
     jpeg_read_header(&d->cinfo, TRUE);
+    // Before jpeg_start_decompress, which allocates whole-image buffers for progressive files.
+    char too_large[200];
+    if (!check_decode_pixels(d->cinfo.image_width, d->cinfo.image_height, too_large, sizeof too_large))
+        jpeg_raise((j_common_ptr)&d->cinfo, PG_ERR_MEMORY, too_large);
     if (d->cinfo.jpeg_color_space == JCS_CMYK || d->cinfo.jpeg_color_space == JCS_YCCK)
         jpeg_raise((j_common_ptr)&d->cinfo, PG_ERR_UNSUPPORTED, "CMYK JPEG not supported");
     int gray = d->cinfo.jpeg_color_space == JCS_GRAYSCALE;
@@ -459,49 +487,72 @@ int pg_decode_file(const char *path, pg_image *out, char *err, size_t err_capaci
     if (out == NULL) return fail(err, err_capacity, PG_ERR_ARGUMENT, "no output image");
     memset(out, 0, sizeof *out);
     if (path == NULL || path[0] == 0) return fail(err, err_capacity, PG_ERR_ARGUMENT, "empty path");
-    FILE *file = fopen(path, "rb");
-    if (file == NULL) return open_error(err, err_capacity, errno);
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files are read (a FIFO, a device such
+    // as /dev/zero behind a symlink, or a socket is refused before any byte is read).
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return open_error(err, err_capacity, errno);
     struct stat st;
-    if (fstat(fileno(file), &st) != 0) {
+    if (fstat(fd, &st) != 0) {
         int code = errno;
-        fclose(file);
+        close(fd);
         return open_error(err, err_capacity, code);
     }
     if (S_ISDIR(st.st_mode)) {
-        fclose(file);
+        close(fd);
         return open_error(err, err_capacity, EISDIR);
     }
-    size_t capacity = (S_ISREG(st.st_mode) && st.st_size > 0) ? (size_t)st.st_size + 1 : 1 << 16;
-    size_t size = 0;
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        const char *kind = S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISCHR(st.st_mode) ? "a character device"
+                         : S_ISBLK(st.st_mode) ? "a block device" : S_ISSOCK(st.st_mode) ? "a socket" : "not a file";
+        set_error(err, err_capacity, "not a regular file (%s); images are read from regular files only", kind);
+        return PG_ERR_IO;
+    }
+    if ((unsigned long long)st.st_size > PG_MAX_FILE_BYTES) {
+        close(fd);
+        set_error(err, err_capacity, "file is %lld bytes, over the decoder's limit of %d MiB",
+                  (long long)st.st_size, (int)(PG_MAX_FILE_BYTES >> 20));
+        return PG_ERR_MEMORY;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) (void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    // Read at most the size fstat gave (+1 to see growth); a file that grows past the limit meanwhile is refused.
+    size_t capacity = (size_t)st.st_size + 1, size = 0;
     uint8_t *data = (uint8_t *)malloc(capacity);
     if (data == NULL) {
-        fclose(file);
+        close(fd);
         return fail(err, err_capacity, PG_ERR_MEMORY, "out of memory");
     }
     for (;;) {
         if (size == capacity) {
+            if (capacity > PG_MAX_FILE_BYTES) {
+                free(data);
+                close(fd);
+                set_error(err, err_capacity, "file grew past the decoder's limit of %d MiB while being read",
+                          (int)(PG_MAX_FILE_BYTES >> 20));
+                return PG_ERR_MEMORY;
+            }
             uint8_t *grown = (uint8_t *)realloc(data, capacity * 2);
             if (grown == NULL) {
                 free(data);
-                fclose(file);
+                close(fd);
                 return fail(err, err_capacity, PG_ERR_MEMORY, "out of memory");
             }
             data = grown;
             capacity *= 2;
         }
-        size_t n = fread(data + size, 1, capacity - size, file);
-        size += n;
-        if (n == 0) {
-            if (ferror(file)) {
-                int code = errno;
-                free(data);
-                fclose(file);
-                return open_error(err, err_capacity, code);
-            }
-            break;
+        ssize_t n = read(fd, data + size, capacity - size);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            int code = errno;
+            free(data);
+            close(fd);
+            return open_error(err, err_capacity, code);
         }
+        if (n == 0) break;
+        size += (size_t)n;
     }
-    fclose(file);
+    close(fd);
     int status = pg_decode_memory(data, size, out, err, err_capacity);
     free(data);
     return status;

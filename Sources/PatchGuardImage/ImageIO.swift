@@ -25,6 +25,11 @@ import Darwin
 /// libjpeg's own message (`"invalid PNG: IDAT: CRC error"`). Truncated or corrupt files never crash the process:
 /// the codecs' longjmp-based error handling stays inside the C target.
 ///
+/// Limits (README, "Limits"): at most `PG_MAX_DECODE_PIXELS` (2²⁶ = 67.1 M, e.g. 8192×8192) pixels, checked from
+/// the header before any pixel buffer is allocated (`"image is 16384x16384 pixels (268.4 M), over the decoder's
+/// limit …"`); files of at most `PG_MAX_FILE_BYTES` (256 MiB); regular files only — a FIFO, device or socket is
+/// refused (`"not a regular file (a FIFO) …"`) without blocking or reading.
+///
 /// All functions are thread-safe; decode images in parallel with `parallelFor`.
 public enum ImageIO {
     /// The colour image at `path`: always 3 channels (RGB), a gray file replicated into R, G and B.

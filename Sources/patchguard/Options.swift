@@ -39,11 +39,18 @@ struct JobOptions: ParsableArguments {
     }
 }
 
-/// Library errors become one clear message and a non-zero exit code; nothing else prints stack traces.
+/// Library errors become one clear message and a non-zero exit code; nothing else prints stack traces. The
+/// message goes to standard error and, once the command has a run directory, into its `log.txt`.
 func runReportingErrors(_ body: () throws -> Void) throws {
+    func report(_ message: String) { RunDirectory.reportFatal(message) }
     do { try body() } catch let error as PatchGuardError {
-        FileHandle.standardError.write(Data("error: \(error.description)\n".utf8))
+        report(error.description)
         throw ExitCode(error.exitCode)
+    } catch let error as ExitCode {
+        throw error
+    } catch {
+        report("\(error)")
+        throw ExitCode(1)
     }
 }
 

@@ -37,6 +37,8 @@ struct Train: ParsableCommand {
                 options.output = resume
             }
             let config = try options.loadConfig()
+            // Before the run directory is touched: a failed resume must not rewrite the run's config.json.
+            if let resume { try Trainer.checkResumable(runDirectory: resume, config: config) }
             let run = try options.openRun(command: "train", config: config)
             let summary = try Trainer(config: config, run: run).train(resume: resume != nil)
             if let last = summary.epochs.last {

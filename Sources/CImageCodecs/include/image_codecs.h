@@ -35,6 +35,12 @@ extern "C" {
 
 #define PG_ERROR_CAPACITY 512
 
+// Decoder limits (README, "Limits"). Pixels: 2^26 (67.1 M, e.g. 8192×8192), checked from the file's header
+// before any pixel buffer is allocated — at most ~1 GiB of decoder memory for an RGB image (the float result
+// and libpng's row buffer). Encoded file size: 256 MiB. Only regular files are read (no FIFOs or devices).
+#define PG_MAX_DECODE_PIXELS ((size_t)1 << 26)
+#define PG_MAX_FILE_BYTES ((size_t)256 << 20)
+
 /// A decoded image. `pixels` holds channels × height × width floats (planar, row-major), allocated by this library:
 /// release it with pg_image_free.
 typedef struct pg_image {
@@ -59,7 +65,9 @@ int pg_sniff_format(const uint8_t *data, size_t size);
 /// Decodes a PNG or JPEG held in memory. On failure `out` is left empty (pixels NULL).
 int pg_decode_memory(const uint8_t *data, size_t size, pg_image *out, char *err, size_t err_capacity);
 
-/// Reads the whole file at `path` and decodes it. A missing file gives PG_ERR_IO with reason "file not found".
+/// Reads the whole file at `path` and decodes it. A missing file gives PG_ERR_IO with reason "file not found"; a
+/// FIFO, device or socket gives PG_ERR_IO "not a regular file (…)" without blocking or reading; a file over
+/// PG_MAX_FILE_BYTES or an image over PG_MAX_DECODE_PIXELS gives PG_ERR_MEMORY with the sizes in the reason.
 int pg_decode_file(const char *path, pg_image *out, char *err, size_t err_capacity);
 
 void pg_image_free(pg_image *image);

@@ -222,31 +222,12 @@ public struct SafeTensorsFile: Sendable {
         return Entry(dtype: dtype, shape: shape, count: count, begin: dataStart + begin, end: dataStart + end)
     }
 
-    /// Reads a whole regular file with POSIX calls (no intermediate `Data` copy).
+    /// The largest safetensors file read (16 GiB: ViT-B with AdamW moments is about 1 GiB).
+    public static let maxFileBytes = 16 << 30
+
+    /// Reads a whole regular file (no FIFOs or devices, at most ``maxFileBytes``; see ``RegularFile``).
     private static func readWholeFile(_ path: String) throws -> [UInt8] {
-        func fail(_ what: String) -> PatchGuardError {
-            .io(path: path, reason: "\(what): \(String(cString: strerror(errno)))")
-        }
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw fail("cannot open") }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw fail("cannot stat") }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw PatchGuardError.io(path: path, reason: "not a regular file")
-        }
-        let size = Int(st.st_size)
-        return try [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
-            while initialized < size {
-                let r = read(fd, buffer.baseAddress! + initialized, size - initialized)
-                if r < 0 && errno == EINTR { continue }
-                guard r >= 0 else { throw fail("read failed") }
-                guard r > 0 else {
-                    throw PatchGuardError.io(path: path, reason: "file shrank while reading (\(initialized) of \(size) bytes)")
-                }
-                initialized += r
-            }
-        }
+        try RegularFile.read(path: path, maxBytes: maxFileBytes, what: "safetensors file")
     }
 
     // MARK: Decoding

@@ -35,7 +35,9 @@ public struct LoadedSample: Sendable, Equatable {
 ///   bilinear when enlarging, per axis; a non-square image is stretched to the square, as the reference code's
 ///   `transforms.Resize((S, S))` does).
 /// - Masks (ground truth and foreground): ``ImageIO/readMask(path:)``, resized with ``ResizeFilter/nearest``, then
-///   binarised at 0.5. A good sample gets an all-zero mask.
+///   binarised: **any non-zero pixel is foreground** (as the paper's loader does), so 0/255 masks (MVTec) and
+///   0/1 masks (saved by other tools) read the same. A good sample gets an all-zero mask. A mask whose size
+///   differs from its image's is still resized, with a warning naming both files and sizes (once per file).
 ///
 /// Decoding runs `parallelFor` over the samples. Errors are collected per sample and the one with the lowest index
 /// is thrown (so the error does not depend on the thread count); it names the file.
@@ -49,11 +51,15 @@ public final class SampleLoader: @unchecked Sendable {
     /// Cache budget in bytes (default 2 GiB; 0 disables the cache).
     public let cacheBudgetBytes: Int
 
+    /// Where warnings go (a mask of another size than its image); default: standard error.
+    private let warn: @Sendable (String) -> Void
+    private var warned: Set<String> = []
     private let lock = NSLock()
     private var cache: [String: LoadedSample] = [:]
     private var cacheBytes = 0
 
-    public init(imageSize: Int, cacheBudgetBytes: Int = 2 << 30) throws {
+    public init(imageSize: Int, cacheBudgetBytes: Int = 2 << 30,
+                warn: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data("\($0)\n".utf8)) }) throws {
         guard imageSize > 0 else {
             throw PatchGuardError.invalidArgument("image size must be positive, got \(imageSize)")
         }
@@ -62,6 +68,7 @@ public final class SampleLoader: @unchecked Sendable {
         }
         self.imageSize = imageSize
         self.cacheBudgetBytes = cacheBudgetBytes
+        self.warn = warn
     }
 
     /// Bytes of samples held in the cache.
@@ -98,14 +105,16 @@ public final class SampleLoader: @unchecked Sendable {
         lock.unlock()
 
         let s = imageSize
-        let image = try ImageIO.read(path: sample.imagePath).toRGB().resized(width: s, height: s, filter: .auto)
-        let mask: Image
-        if let path = sample.maskPath {
-            mask = try Self.readMask(path: path, size: s)
-        } else {
-            mask = Image(width: s, height: s, channels: 1, value: 0)
+        let original = try ImageIO.read(path: sample.imagePath)
+        let image = original.resized(width: s, height: s, filter: .auto)
+        func loadMask(_ path: String) throws -> Image {
+            let m = try Self.readMask(path: path)
+            if m.width != original.width || m.height != original.height { warnOnce(path: path, mask: m, image: original,
+                                                                                   imagePath: sample.imagePath) }
+            return Self.binarize(m, size: s)
         }
-        let foreground = try sample.foregroundMaskPath.map { try Self.readMask(path: $0, size: s) }
+        let mask = try sample.maskPath.map(loadMask) ?? Image(width: s, height: s, channels: 1, value: 0)
+        let foreground = try sample.foregroundMaskPath.map(loadMask)
         let loaded = LoadedSample(image: image, mask: mask, label: sample.label, foreground: foreground,
                                   defectType: sample.defectType, imagePath: sample.imagePath)
 
@@ -118,13 +127,28 @@ public final class SampleLoader: @unchecked Sendable {
         return loaded
     }
 
-    /// A mask file as a binary `1 × size × size` image (nearest resize, then ≥ 0.5 → 1).
-    static func readMask(path: String, size: Int) throws -> Image {
-        var m = try ImageIO.readMask(path: path)
+    /// A mask file as stored (1 channel in [0, 1]).
+    static func readMask(path: String) throws -> Image {
+        let m = try ImageIO.readMask(path: path)
         if m.channels != 1 {
             throw PatchGuardError.io(path: path, reason: "mask has \(m.channels) channels, expected 1")
         }
-        m = m.resized(width: size, height: size, filter: .nearest)
-        return m.binarized(threshold: 0.5)
+        return m
+    }
+
+    /// A mask as a binary `1 × size × size` image: nearest resize, then any non-zero pixel → 1, else 0.
+    public static func binarize(_ mask: Image, size: Int) -> Image {
+        let m = mask.resized(width: size, height: size, filter: .nearest)
+        return Image(width: size, height: size, channels: 1, pixels: m.pixels.map { $0 > 0 ? 1 : 0 })
+    }
+
+    /// A mask of another size than its image: resized anyway (the stretch may misplace the defect), said once.
+    private func warnOnce(path: String, mask: Image, image: Image, imagePath: String) {
+        lock.lock()
+        let first = warned.insert(path).inserted
+        lock.unlock()
+        guard first else { return }
+        warn("warning: mask \(path) is \(mask.width)×\(mask.height) but its image \(imagePath) is " +
+             "\(image.width)×\(image.height); the mask is resized to the image's size, which may misplace the defect")
     }
 }

@@ -96,6 +96,9 @@ extension JobConfig {
         return try! JSONDecoder().decode(JSONValue.self, from: data)
     }
 
+    /// The largest config file read (1 MiB; `Configs/mvtec.json` is under 2 KiB).
+    public static let maxConfigBytes = 1 << 20
+
     /// Loads `path` (nil = defaults only), applies `--set` overrides, checks every key and decodes.
     public static func load(path: String?, overrides: [String] = []) throws -> JobConfig {
         let tree = try path.map { try fileTree(path: $0).merged } ?? defaultsTree
@@ -104,10 +107,8 @@ extension JobConfig {
 
     /// A config file as written (`user`, for telling what it states) and merged over the defaults (key-checked).
     public static func fileTree(path: String) throws -> (user: JSONValue, merged: JSONValue) {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw PatchGuardError.io(path: path, reason: "config file not found or unreadable")
-        }
-        return try tree(json: data, source: path)
+        let bytes = try RegularFile.read(path: path, maxBytes: maxConfigBytes, what: "config file")
+        return try tree(json: Data(bytes), source: path)
     }
 
     /// JSON text (a file's, or a checkpoint's stored config) as written and merged over the defaults.
@@ -144,22 +145,98 @@ extension JobConfig {
         }
     }
 
-    /// Cross-field checks that types cannot express.
+    /// Every numeric range and cross-field check, in one pass, each error naming its key (README, "Limits").
+    /// Sizes are bounded so that a config can never ask for more memory than the machine has: the model's
+    /// attention maps for the largest batch are estimated from `model.arch`, `data.image_size` and the batch
+    /// sizes and compared with the physical memory.
     public func validate(source: String) throws {
         func fail(_ m: String) -> PatchGuardError { .config("\(source): \(m)") }
-        if data.imageSize < 8 { throw fail("data.image_size must be at least 8, got \(data.imageSize)") }
-        if train.epochs < 0 { throw fail("train.epochs must be ≥ 0") }
-        if train.batchSize < 1 { throw fail("train.batch_size must be ≥ 1") }
-        if train.cleanWarmupEpochs < 0 { throw fail("train.clean_warmup_epochs must be ≥ 0") }
+        func check(_ ok: Bool, _ m: @autoclosure () -> String) throws { if !ok { throw fail(m()) } }
+        func range<V: Comparable>(_ key: String, _ v: V, _ r: ClosedRange<V>) throws {
+            try check(r.contains(v), "\(key) must be in \(r.lowerBound)...\(r.upperBound), got \(v)")
+        }
+        func finite(_ key: String, _ v: Double) throws { try check(v.isFinite, "\(key) must be a finite number, got \(v)") }
+
+        // data
+        try range("data.image_size", data.imageSize, 8...Self.maxImageSize)
+        try range("data.cache_mb", data.cacheMB, 0...(1 << 20))
+        // model
+        let vit: ViTConfig
+        do { vit = try ViTConfig.preset(model.arch, imageSize: data.imageSize) } catch let e as PatchGuardError {
+            throw fail("model.arch: \(e.description)")
+        }
+        try check(data.imageSize % vit.patchSize == 0,
+                  "data.image_size \(data.imageSize) must be a multiple of \(model.arch)'s patch size \(vit.patchSize)")
+        try check(model.featureLayers.count <= vit.depth,
+                  "model.feature_layers has \(model.featureLayers.count) entries, \(model.arch) has \(vit.depth) layers")
+        for (i, l) in model.featureLayers.enumerated() {
+            try check((1...vit.depth).contains(l),
+                      "model.feature_layers.\(i) is \(l), outside 1...\(vit.depth) for \(model.arch)")
+        }
+        let d = model.discriminator
+        let width = vit.dim * max(1, model.featureLayers.count)
+        try range("model.discriminator.layers", d.layers, 1...64)
+        try range("model.discriminator.heads", d.heads, 1...width)
+        try check(width % d.heads == 0,
+                  "model.discriminator.heads \(d.heads) must divide the discriminator's width \(width) " +
+                  "(\(model.arch)'s \(vit.dim) × \(max(1, model.featureLayers.count)) feature layers)")
+        try range("model.discriminator.hidden", d.hidden, 1...65536)
+        try check(d.dropout >= 0 && d.dropout < 1, "model.discriminator.dropout must be in [0, 1), got \(d.dropout)")
+        // train
+        try range("train.epochs", train.epochs, 1...1_000_000)
+        try range("train.batch_size", train.batchSize, 1...4096)
+        try finite("train.lr", train.lr)
+        try check(train.lr > 0 && train.lr <= 1, "train.lr must be in (0, 1], got \(train.lr)")
+        try finite("train.weight_decay", train.weightDecay)
+        try check(train.weightDecay >= 0 && train.weightDecay <= 1,
+                  "train.weight_decay must be in [0, 1], got \(train.weightDecay)")
+        try check(train.lrMinFactor > 0 && train.lrMinFactor <= 1,
+                  "train.lr_min_factor must be in (0, 1], got \(train.lrMinFactor)")
+        try range("train.clean_warmup_epochs", train.cleanWarmupEpochs, 0...1_000_000)
+        try range("train.checkpoint_every", train.checkpointEvery, 0...1_000_000)
         if train.regLayers.count != train.regWeights.count {
             throw fail("train.reg_layers (\(train.regLayers.count)) and train.reg_weights (\(train.regWeights.count)) must have the same length")
         }
-        if attack.epsilon < 0 || attack.epsilon > 1 { throw fail("attack.epsilon must be in [0, 1]") }
-        if attack.trainSteps < 0 { throw fail("attack.train_steps must be ≥ 0") }
+        for (i, l) in train.regLayers.enumerated() {
+            try check((1...vit.depth).contains(l), "train.reg_layers.\(i) is \(l), outside 1...\(vit.depth) for " +
+                      "\(model.arch) (set train.reg_layers/reg_weights for this depth, e.g. [\(vit.depth / 2), \(vit.depth)])")
+        }
+        for (i, w) in train.regWeights.enumerated() {
+            try check(w.isFinite && w >= 0, "train.reg_weights.\(i) must be a finite number ≥ 0, got \(w)")
+        }
+        // attack (training)
+        try check(attack.epsilon.isFinite && attack.epsilon >= 0 && attack.epsilon <= 1,
+                  "attack.epsilon must be in [0, 1], got \(attack.epsilon)")
+        try range("attack.train_steps", attack.trainSteps, 0...10_000)
+        try check(attack.alpha.isFinite && attack.alpha >= 0 && attack.alpha <= 1,
+                  "attack.alpha must be in [0, 1] (0 = 2.5·ε/steps), got \(attack.alpha)")
+        // eval
         if let problem = eval.problem() { throw fail(problem) }
         if eval.topK < 1 { throw fail("eval.top_k must be ≥ 1") }
         try synthesis.validate()
         try foreground.validate()
+        // memory: the attention maps backward keeps, for the largest batch
+        let batch = max(train.batchSize, eval.batchSize, 8)
+        let need = Self.attentionBytes(vit: vit, discriminator: d, batch: batch)
+        let have = Double(ProcessInfo.processInfo.physicalMemory)
+        try check(need <= have, String(format:
+            "data.image_size %d with model.arch %@ needs about %.1f GiB for the attention maps of a batch of %d " +
+            "(%d tokens per image), more than this machine's %.1f GiB of memory; lower data.image_size or the batch sizes",
+            data.imageSize, model.arch, need / 1_073_741_824, batch, (data.imageSize / vit.patchSize) * (data.imageSize / vit.patchSize) + 1 + vit.numRegisters,
+            have / 1_073_741_824))
+    }
+
+    /// Largest `data.image_size` (a 8192-px side is already 67 M pixels per image).
+    public static let maxImageSize = 8192
+
+    /// Bytes of the attention probabilities the ViT and the discriminator keep for backward, per batch of
+    /// `batch` images (4-byte floats): the dominant activation at large image sizes (quadratic in the tokens).
+    static func attentionBytes(vit: ViTConfig, discriminator d: DiscriminatorConfig, batch: Int) -> Double {
+        let patches = Double((vit.imageSize / vit.patchSize) * (vit.imageSize / vit.patchSize))
+        let tokens = patches + 1 + Double(vit.numRegisters)
+        let vitMaps = Double(batch) * Double(vit.depth) * Double(vit.heads) * tokens * tokens
+        let discriminatorMaps = Double(batch) * Double(d.layers) * Double(d.heads) * patches * patches
+        return 4 * (vitMaps + discriminatorMaps)
     }
 
     /// Pretty, key-sorted JSON of the resolved config (written into every run directory).

@@ -15,6 +15,9 @@ import PatchGuardMethod
 /// 3. The file is merged over the defaults, then `--set a.b.c=value` overrides are applied (same key check).
 /// 4. The merged tree is decoded; a wrong type names the key path and the expected type.
 public enum StrictConfig {
+    /// The longest array a config may hold (any key: `train.reg_layers`, `eval.attacks`, …).
+    public static let maxArrayLength = 1024
+
     /// Merges `user` over `defaults`, checking keys. `source` names the file (or `--set`) in errors.
     public static func merge(_ user: JSONValue, over defaults: JSONValue, path: [String] = [],
                              source: String) throws -> JSONValue {
@@ -32,6 +35,9 @@ public enum StrictConfig {
         case (.object, _):
             throw PatchGuardError.config("\(source): \(dotted(path)) must be an object, found \(user.typeName)")
         case let (.array(d), .array(u)):
+            guard u.count <= maxArrayLength else {
+                throw PatchGuardError.config("\(source): \(dotted(path)) has \(u.count) entries, over the limit of \(maxArrayLength)")
+            }
             // Arrays replace the default; object elements are checked against (and completed from) the first
             // default element.
             guard let template = d.first, case .object = template else { return .array(u) }

@@ -36,9 +36,37 @@ public final class RunDirectory: @unchecked Sendable {
         let logPath = (resolved as NSString).appendingPathComponent("log.txt")
         let fd = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, mode_t(0o644))
         logHandle = fd >= 0 ? FileHandle(fileDescriptor: fd, closeOnDealloc: true) : nil
+        Self.current = self
+        for (name, pid) in staleTemporaryFiles() {
+            if unlink(file(name)) == 0 { log("removed stale temporary file \(file(name)) (left by process \(pid))") }
+        }
+    }
+
+    /// ``AtomicFile``'s temporary files (`.NAME.tmp-PID-RANDOM`) in this folder whose writing process no longer
+    /// exists: what a killed run leaves behind. A live writer's file (its PID answers `kill(pid, 0)`) is kept.
+    func staleTemporaryFiles() -> [(name: String, pid: Int32)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+        return names.sorted().compactMap { name in
+            guard name.hasPrefix("."), let range = name.range(of: ".tmp-", options: .backwards) else { return nil }
+            let parts = name[range.upperBound...].split(separator: "-")
+            guard parts.count == 2, let pid = Int32(parts[0]), pid > 0, UInt64(parts[1]) != nil else { return nil }
+            if kill(pid, 0) == 0 || errno == EPERM { return nil }
+            return (name, pid)
+        }
     }
 
     deinit { try? logHandle?.close() }
+
+    /// The run directory the process opened last (the CLI runs one job per process): where a fatal error is logged.
+    nonisolated(unsafe) public static var current: RunDirectory?
+
+    /// A fatal error: `error: MESSAGE` on standard error and, once the process has a run directory, in its
+    /// `log.txt` too (so the log of a failed run says why it failed).
+    public static func reportFatal(_ message: String) {
+        if let run = current { run.log("error: \(message)") } else {
+            FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+        }
+    }
 
     public func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
 

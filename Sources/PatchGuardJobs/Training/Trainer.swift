@@ -38,7 +38,10 @@ public struct TrainSummary: Sendable {
 /// `loss` = per-patch BCE + attention KL regulariser. Gradients of the four passes accumulate (the same as one
 /// backward of their sum). PGD runs in evaluation mode (no dropout). Every random choice derives from
 /// (seed, epoch, batch), so a run resumed from an epoch checkpoint reaches the same weights as an uninterrupted
-/// one. A non-finite loss stops training with the last good checkpoint left in place.
+/// one. A non-finite loss stops training with the last good checkpoint left in place; so do weights that hold a
+/// NaN or infinity, or give non-finite logits on the epoch's last batch, when a checkpoint is due (such weights are
+/// never written). Resuming a run already past `train.epochs` is an error; a checkpoint whose metadata is not a
+/// checkpoint's is refused naming its path.
 public final class Trainer {
     public let config: JobConfig
     public let run: RunDirectory
@@ -51,13 +54,37 @@ public final class Trainer {
     }
 
     public var checkpointPath: String { run.file("checkpoint.safetensors") }
+
+    /// Checks, before anything is written into the run directory, that the run at `runDirectory` can be resumed
+    /// to `config.train.epochs`: its checkpoint exists, its metadata is valid and it is not past that epoch.
+    /// Returns the checkpoint's epoch.
+    @discardableResult
+    public static func checkResumable(runDirectory: String, config: JobConfig) throws -> Int {
+        let path = (runDirectory as NSString).appendingPathComponent("checkpoint.safetensors")
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw PatchGuardError.io(path: path, reason: "no checkpoint to resume from")
+        }
+        let epoch = try PatchGuardModel<Float>.checkpointState(of: try SafeTensorsFile.load(path: path)).epoch
+        try checkResumable(epoch: epoch, checkpoint: path, epochs: config.train.epochs)
+        return epoch
+    }
+
+    static func checkResumable(epoch: Int, checkpoint: String, epochs: Int) throws {
+        if epoch > epochs {
+            throw PatchGuardError.config(
+                "--resume: \(checkpoint) is at epoch \(epoch), past train.epochs = \(epochs); " +
+                "nothing to resume (set train.epochs above \(epoch) to train further)")
+        }
+    }
     var logPath: String { run.file("train_log.jsonl") }
 
     /// Loads the category's training images (with foreground masks where present).
     func loadTrainingSet() throws -> [LoadedSample] {
         let category = try config.data.scanCategory()
         run.log("data: \(category.summary)")
-        let loader = try SampleLoader(imageSize: config.data.imageSize, cacheBudgetBytes: config.data.cacheMB << 20)
+        let log = run.log
+        let loader = try SampleLoader(imageSize: config.data.imageSize, cacheBudgetBytes: config.data.cacheMB << 20,
+                                      warn: { log($0) })
         let start = Date()
         let samples = try loader.load(category.train)
         let withMasks = samples.filter { $0.foreground != nil }.count
@@ -85,8 +112,15 @@ public final class Trainer {
             }
             let state = try model.loadCheckpoint(path: checkpointPath, optimizer: optimizer)
             startEpoch = state.epoch
+            try Self.checkResumable(epoch: startEpoch, checkpoint: checkpointPath, epochs: config.train.epochs)
             history = try readHistory().filter { $0.epoch <= startEpoch }
             run.log("resuming after epoch \(startEpoch) from \(checkpointPath)")
+        }
+        // The checkpoint that really exists on disk, for every message that points the user at one.
+        var savedEpoch: Int? = resume ? startEpoch : nil
+        func lastGood() -> String {
+            savedEpoch.map { "The last good checkpoint is \(checkpointPath) (epoch \($0))." }
+                ?? "No checkpoint was written (train.checkpoint_every = \(config.train.checkpointEvery))."
         }
         run.log("model: \(model.summary)")
         let synthesizer = try PseudoAnomalySynthesizer(config: config.synthesis)
@@ -96,6 +130,7 @@ public final class Trainer {
                                alpha: config.attack.alpha, randomStart: config.attack.randomStart)
         let S = config.data.imageSize
         var batchesDone = 0
+        var lastBatch: (images: [Float], count: Int) = ([], 0)
 
         for epoch in startEpoch..<config.train.epochs {
             let lr = cosineLearningRate(base: config.train.lr, minFactor: config.train.lrMinFactor,
@@ -115,6 +150,7 @@ public final class Trainer {
                 }
                 let batch = try Batch.pack(samples, indices: indices)
                 let B = batch.count
+                lastBatch = (batch.images, B)
                 let streamBase = UInt64(epoch) << 32 | UInt64(bi) << 4
                 // Pseudo-anomalies, inside the foreground (textures and mask-less images: whole image).
                 let images = (0..<B).map { k in samples[indices[k]].image }
@@ -150,8 +186,7 @@ public final class Trainer {
                     guard parts.bce.isFinite, parts.reg.isFinite else {
                         throw PatchGuardError.numeric(
                             "non-finite loss (bce \(parts.bce), reg \(parts.reg)) at epoch \(epoch + 1), batch \(bi + 1); " +
-                            "training stopped. The last good checkpoint is \(checkpointPath) " +
-                            "(\(history.last.map { "epoch \($0.epoch)" } ?? "none written yet")).")
+                            "training stopped. " + lastGood())
                     }
                     batchBCE += parts.bce; batchReg += parts.reg
                     bar.advance(B, info: String(format: "loss %.4f", (sumBCE + sumReg + (batchBCE + batchReg) * Double(B)) / Double(seen + B)))
@@ -170,14 +205,33 @@ public final class Trainer {
                            record.imagesPerSecond))
             let last = epoch + 1 == config.train.epochs
             if last || (config.train.checkpointEvery > 0 && (epoch + 1) % config.train.checkpointEvery == 0) {
+                if let problem = Self.unhealthy(model, optimizer: optimizer, probe: lastBatch) {
+                    throw PatchGuardError.numeric("after epoch \(epoch + 1): \(problem); training stopped and the " +
+                                                  "checkpoint not written (lower train.lr?). " + lastGood())
+                }
                 try model.saveCheckpoint(path: checkpointPath, epoch: epoch + 1, config: config, optimizer: optimizer)
                 try writeHistory(history)
+                savedEpoch = epoch + 1
             }
         }
         if startEpoch >= config.train.epochs {
             run.log("nothing to do: the checkpoint is already at epoch \(startEpoch) of \(config.train.epochs)")
         }
         return TrainSummary(epochs: history, checkpoint: checkpointPath, seconds: Date().timeIntervalSince(trainingStart))
+    }
+
+    /// Why the model is not fit to be a "good" checkpoint, or nil: a parameter or optimizer moment holds a NaN
+    /// or infinity, or the patch logits of `probe` (clean images) are not all finite — weights of 1e30 are finite
+    /// but evaluate to NaN.
+    static func unhealthy(_ model: PatchGuardModel<Float>, optimizer: PatchGuardOptimizerState<Float>?,
+                          probe: (images: [Float], count: Int)) -> String? {
+        if let bad = model.nonFiniteTensor(optimizer: optimizer) { return "tensor '\(bad)' holds a NaN or infinity" }
+        guard probe.count > 0 else { return nil }
+        let logits = probe.images.withUnsafeBufferPointer { model.patchLogits($0.baseAddress!, batch: probe.count) }
+        if let i = logits.firstIndex(where: { !$0.isFinite }) {
+            return "the weights give a non-finite patch logit (\(logits[i])) on a training batch"
+        }
+        return nil
     }
 
     func writeHistory(_ history: [EpochRecord]) throws {

@@ -8,6 +8,10 @@ import PatchGuardData
 /// backbone parameters under timm names, discriminator parameters under the official `discriminator.…` names,
 /// AdamW moments under `optimizer.m.<name>` / `optimizer.v.<name>`, and metadata: format, epoch, optimizer
 /// step, architecture and the resolved job config. Written atomically (temporary file + rename).
+///
+/// Integrity: a checkpoint is never written with a NaN or infinity in a parameter or optimizer moment (the save
+/// throws naming the tensor, and the previous file stays in place), and reading one refuses metadata that is not a
+/// checkpoint's (`epoch`/`optimizer_step` not integers ≥ 0), naming the file.
 extension PatchGuardModel {
     public static var checkpointFormat: String { "patchguard-checkpoint-v1" }
 
@@ -20,6 +24,9 @@ extension PatchGuardModel {
     /// and metadata (`arch`, `image_size` and the resolved job config as JSON, which jobs read back).
     public func saveCheckpoint(path: String, epoch: Int, arch: String, configJSON: String,
                                optimizer: PatchGuardOptimizerState<T>? = nil) throws {
+        if let bad = nonFiniteTensor(optimizer: optimizer) {
+            throw PatchGuardError.numeric("\(path) not written: tensor '\(bad)' holds a NaN or infinity at epoch \(epoch)")
+        }
         var w = SafeTensorsWriter()
         func add(_ arena: Arena<T>, prefix: String) {
             for e in arena.entries { w.add(prefix + e.name, shape: e.shape, values: UnsafeBufferPointer(arena[e.name].buffer)) }
@@ -58,7 +65,8 @@ extension PatchGuardModel {
         }
         try load(vit.parameters, prefix: "", required: true)
         try load(discriminator.params, prefix: "", required: true)
-        let step = Int(file.metadata["optimizer_step"] ?? "") ?? 0
+        let counts = try Self.checkpointState(of: file)
+        let epoch = counts.epoch, step = counts.optimizerStep
         if let optimizer {
             try load(optimizer.vit.m, prefix: "optimizer.m.", required: false)
             try load(optimizer.vit.v, prefix: "optimizer.v.", required: false)
@@ -66,7 +74,38 @@ extension PatchGuardModel {
             try load(optimizer.discriminator.v, prefix: "optimizer.v.", required: false)
             optimizer.step = step
         }
-        return CheckpointState(epoch: Int(file.metadata["epoch"] ?? "") ?? 0, optimizerStep: step)
+        return CheckpointState(epoch: epoch, optimizerStep: step)
+    }
+
+    /// The epoch and optimizer step a checkpoint's metadata states; both must be integers ≥ 0, otherwise the
+    /// error names the file, the key and the value found.
+    public static func checkpointState(of file: SafeTensorsFile) throws -> CheckpointState {
+        func count(_ key: String) throws -> Int {
+            guard let text = file.metadata[key] else {
+                throw PatchGuardError.io(path: file.path, reason: "invalid checkpoint: metadata '\(key)' is missing")
+            }
+            guard let n = Int(text), n >= 0 else {
+                throw PatchGuardError.io(path: file.path, reason: "invalid checkpoint: metadata '\(key)' is \"\(text)\", expected an integer ≥ 0")
+            }
+            return n
+        }
+        return CheckpointState(epoch: try count("epoch"), optimizerStep: try count("optimizer_step"))
+    }
+
+    /// The name of the first parameter (then optimizer moment, when given) holding a NaN or infinity, or nil.
+    public func nonFiniteTensor(optimizer: PatchGuardOptimizerState<T>? = nil) -> String? {
+        var arenas: [(Arena<T>, String)] = [(vit.parameters, ""), (discriminator.params, "")]
+        if let optimizer {
+            arenas += [(optimizer.vit.m, "optimizer.m."), (optimizer.vit.v, "optimizer.v."),
+                       (optimizer.discriminator.m, "optimizer.m."), (optimizer.discriminator.v, "optimizer.v.")]
+        }
+        for (arena, prefix) in arenas {
+            for e in arena.entries {
+                let p = arena.pointer(e.name)
+                for i in 0..<e.count where !p[i].isFinite { return prefix + e.name }
+            }
+        }
+        return nil
     }
 
     /// Loads backbone weights (timm names) from a safetensors file, e.g. a DINOv2 checkpoint; returns warnings.
