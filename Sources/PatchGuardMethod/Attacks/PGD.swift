@@ -124,30 +124,26 @@ extension AttackSpec {
 
     /// `x ← P(x + η_b·dir(g))`, dir = sign (L∞) or g/‖g‖₂ (L2), P the ball-and-box projection around `x0`.
     func step(_ x: inout [Float], _ g: [Float], _ x0: [Float], _ eta: [Float], _ B: Int) {
-        let n = x.count / B, eps = Float(epsilon)
-        x.withUnsafeMutableBufferPointer { xp in
-            x0.withUnsafeBufferPointer { cp in
-                for b in 0..<B {
-                    let o = b * n
-                    switch norm {
-                    case .linf:
-                        for i in o..<(o + n) {
-                            let s: Float = g[i] > 0 ? 1 : (g[i] < 0 ? -1 : 0)
-                            xp[i] += eta[b] * s
-                        }
-                        BallProjection.linf(xp.baseAddress! + o, clean: cp.baseAddress! + o, count: n, epsilon: eps)
-                    case .l2:
-                        var s = 0.0
-                        for i in o..<(o + n) { s += Double(g[i]) * Double(g[i]) }
-                        let gn = Float(s.squareRoot())
-                        if gn > 0 { for i in o..<(o + n) { xp[i] += eta[b] * g[i] / gn } }
-                        BallProjection.l2(xp.baseAddress! + o, clean: cp.baseAddress! + o, count: n, epsilon: eps)
-                    }
+        let n = x.count / B
+        for b in 0..<B {
+            let o = b * n
+            switch norm {
+            case .linf:
+                for i in o..<(o + n) {
+                    let s: Float = g[i] > 0 ? 1 : (g[i] < 0 ? -1 : 0)
+                    x[i] += eta[b] * s
                 }
+            case .l2:
+                var s = 0.0
+                for i in o..<(o + n) { s += Double(g[i]) * Double(g[i]) }
+                let gn = Float(s.squareRoot())
+                if gn > 0 { for i in o..<(o + n) { x[i] += eta[b] * g[i] / gn } }
             }
         }
+        project(&x, x0, B)
     }
 
+    /// Each image of `x` onto its ball around `x0` and [0,1] (``BallProjection``).
     func project(_ x: inout [Float], _ x0: [Float], _ B: Int) {
         let n = x.count / B, eps = Float(epsilon)
         x.withUnsafeMutableBufferPointer { xp in
