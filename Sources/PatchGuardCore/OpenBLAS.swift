@@ -8,7 +8,18 @@ import Foundation
 /// the only fix is to set `OPENBLAS_CORETYPE` and re-execute the program. The choice comes from the CPU's own
 /// feature flags (never a core the CPU lacks): AVX-512 F/BW/VL/DQ → SkylakeX, AVX2 + FMA → Haswell. A user's own
 /// `OPENBLAS_CORETYPE` is always respected.
+///
+/// Threads: OpenBLAS's idle worker threads spin (`sched_yield`) for a long time between GEMMs. Our steps call many
+/// small GEMMs with element-wise work in between, so on 2 cores the spinning workers steal the main thread's CPU:
+/// a PGD-10 evaluation of the CPU config on tire spent 11 s of 54 s in the kernel with 43 k involuntary context
+/// switches; with `OPENBLAS_THREAD_TIMEOUT=4` (workers sleep after 2⁴ × 1 k cycles) the same run took 34 s with
+/// 1.9 s in the kernel and identical numbers. The variable is read when the library loads, so it is set by the
+/// same re-exec as the core type, unless the user set it.
 public enum OpenBLAS {
+    /// The thread timeout we set when the user did not (log₂ of thousands of cycles a worker spins; OpenBLAS's
+    /// minimum is 4).
+    public static let threadTimeout = "4"
+
     /// The core OpenBLAS is running with (e.g. "SkylakeX", "Haswell", "Prescott").
     public static var coreName: String {
         guard let p = openblas_get_corename() else { return "unknown" }
@@ -57,28 +68,41 @@ public enum OpenBLAS {
         return .reexec(from: detected, to: best)
     }
 
+    /// The variables a re-exec must set before OpenBLAS loads: the core type when it was misdetected, the thread
+    /// timeout when the user left it unset (or empty). Empty = run as is.
+    public static func environmentFixes(environment env: [String: String], decision: Decision) -> [String: String] {
+        var fixes: [String: String] = [:]
+        if case let .reexec(_, to) = decision { fixes["OPENBLAS_CORETYPE"] = to }
+        if (env["OPENBLAS_THREAD_TIMEOUT"] ?? "").isEmpty { fixes["OPENBLAS_THREAD_TIMEOUT"] = threadTimeout }
+        return fixes
+    }
+
     /// Call first thing in `main`. Re-executes the process with `OPENBLAS_CORETYPE` set when OpenBLAS misdetected
     /// the core (does not return then); otherwise sets the thread count and returns the line to log.
     public static func configureAtStartup() -> String {
         let env = ProcessInfo.processInfo.environment
         let detected = coreName
         let decision = decide(environment: env, detected: detected, flags: cpuFlags())
-        if case let .reexec(_, to) = decision, env["PATCHGUARD_BLAS_REEXEC"] == nil {
-            setenv("OPENBLAS_CORETYPE", to, 1)
+        let fixes = environmentFixes(environment: env, decision: decision)
+        let needsCore = fixes["OPENBLAS_CORETYPE"]
+        if !fixes.isEmpty, env["PATCHGUARD_BLAS_REEXEC"] == nil {
+            for (key, value) in fixes { setenv(key, value, 1) }
             setenv("PATCHGUARD_BLAS_REEXEC", detected, 1)
             let args = CommandLine.arguments
             var cargs: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) }
             cargs.append(nil)
             execv("/proc/self/exe", &cargs)
             // execv only returns on failure: carry on with the slow core and say so.
-            return "OpenBLAS core: \(detected) (re-exec with OPENBLAS_CORETYPE=\(to) failed: errno \(errno))"
+            return "OpenBLAS core: \(detected) (re-exec with OPENBLAS_CORETYPE=\(needsCore ?? "-") / " +
+                "OPENBLAS_THREAD_TIMEOUT failed: errno \(errno))"
         }
         setThreads(Parallel.threads)
         #if DEBUG
         verifySgemm()
         #endif
-        let threads = "\(threadCount) thread\(threadCount == 1 ? "" : "s")"
-        if let was = env["PATCHGUARD_BLAS_REEXEC"] {
+        let timeout = env["OPENBLAS_THREAD_TIMEOUT"].map { ", thread timeout \($0)" } ?? ""
+        let threads = "\(threadCount) thread\(threadCount == 1 ? "" : "s")\(timeout)"
+        if let was = env["PATCHGUARD_BLAS_REEXEC"], was.lowercased() != detected.lowercased() {
             return "OpenBLAS core: \(detected) (detected \(was); set OPENBLAS_CORETYPE from CPUID), \(threads)"
         }
         switch decision {

@@ -78,6 +78,17 @@ import Testing
         #expect(OpenBLAS.decide(environment: [:], detected: "Cooperlake", flags: avx512) == .detectedFine("Cooperlake"))
     }
 
+    @Test func threadTimeoutIsSetUnlessTheUserDidAndTravelsWithTheCoreFix() {
+        let fine = OpenBLAS.Decision.detectedFine("Zen")
+        #expect(OpenBLAS.environmentFixes(environment: [:], decision: fine) == ["OPENBLAS_THREAD_TIMEOUT": "4"])
+        #expect(OpenBLAS.environmentFixes(environment: ["OPENBLAS_THREAD_TIMEOUT": ""], decision: fine)
+                == ["OPENBLAS_THREAD_TIMEOUT": "4"])
+        #expect(OpenBLAS.environmentFixes(environment: ["OPENBLAS_THREAD_TIMEOUT": "10"], decision: fine).isEmpty)
+        #expect(OpenBLAS.environmentFixes(environment: ["OPENBLAS_THREAD_TIMEOUT": "6"],
+                                          decision: .reexec(from: "Prescott", to: "Haswell"))
+                == ["OPENBLAS_CORETYPE": "Haswell"])
+    }
+
     @Test func parsesCPUInfoFlags() {
         let info = "processor\t: 0\nflags\t\t: fpu sse3 avx2 fma avx512f\nbugs\t: none\n"
         #expect(OpenBLAS.cpuFlags(cpuinfo: info) == ["fpu", "sse3", "avx2", "fma", "avx512f"])
