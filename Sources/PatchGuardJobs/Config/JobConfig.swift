@@ -209,7 +209,20 @@ extension JobConfig {
                   "attack.epsilon must be in [0, 1], got \(attack.epsilon)")
         try range("attack.train_steps", attack.trainSteps, 0...10_000)
         try check(attack.alpha.isFinite && attack.alpha >= 0 && attack.alpha <= 1,
-                  "attack.alpha must be in [0, 1] (0 = 2.5·ε/steps), got \(attack.alpha)")
+                  "attack.alpha must be in [0, 1] (0 = alpha_scale·ε/steps), got \(attack.alpha)")
+        try check(attack.alphaScale.isFinite && attack.alphaScale > 0 && attack.alphaScale <= 100,
+                  "attack.alpha_scale must be in (0, 100], got \(attack.alphaScale)")
+        try range("attack.epsilon_ramp_epochs", attack.epsilonRampEpochs, 0...1_000_000)
+        for (i, t) in attack.trainTargets.enumerated() where t != .patches && t != .imageTopK {
+            throw fail("attack.train_targets.\(i) is \"\(t.rawValue)\"; training attacks \"patches\" or \"image_topk\"")
+        }
+        try check(train.validationFraction.isFinite && train.validationFraction >= 0 && train.validationFraction < 1,
+                  "train.validation_fraction must be in [0, 1), got \(train.validationFraction)")
+        try check(train.selectBy == .last || train.validationFraction > 0,
+                  "train.select_by = \"\(train.selectBy.rawValue)\" needs train.validation_fraction > 0")
+        try range("train.validation_steps", train.validationSteps, 0...10_000)
+        try check(train.overfitStop.isFinite && train.overfitStop >= 0 && train.overfitStop <= 1,
+                  "train.overfit_stop must be in [0, 1], got \(train.overfitStop)")
         // eval
         if let problem = eval.problem() { throw fail(problem) }
         if eval.topK < 1 { throw fail("eval.top_k must be ≥ 1") }

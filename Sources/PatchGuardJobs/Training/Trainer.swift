@@ -15,9 +15,15 @@ public struct EpochRecord: Codable, Equatable, Sendable {
     public var lr: Double
     public var seconds: Double
     public var imagesPerSecond: Double
+    /// Validation image AUROC, clean and under the validation attack (when `train.validation_fraction` > 0).
+    public var valCleanAUROC: Double?
+    public var valRobustAUROC: Double?
+    /// ε of the epoch's training attack (nil in clean epochs).
+    public var epsilon: Double?
 
     enum CodingKeys: String, CodingKey {
         case epoch, loss, bce, reg, lr, seconds, imagesPerSecond = "images_per_s"
+        case valCleanAUROC = "val_clean_auroc", valRobustAUROC = "val_robust_auroc", epsilon
     }
 }
 
@@ -54,6 +60,10 @@ public final class Trainer {
     }
 
     public var checkpointPath: String { run.file("checkpoint.safetensors") }
+    /// The selected weights (`train.select_by`), written beside the checkpoint; the checkpoint stays the last epoch
+    /// (what `--resume` continues from).
+    public var bestPath: String { run.file("best.safetensors") }
+    var bestRecordPath: String { run.file("best.json") }
 
     /// Checks, before anything is written into the run directory, that the run at `runDirectory` can be resumed
     /// to `config.train.epochs`: its checkpoint exists, its metadata is valid and it is not past that epoch.
@@ -95,7 +105,15 @@ public final class Trainer {
 
     public func train(resume: Bool = false) throws -> TrainSummary {
         let trainingStart = Date()
-        let samples = try loadTrainingSet()
+        let all = try loadTrainingSet()
+        let held = Set(ValidationSplit.validationIndices(count: all.count, fraction: config.train.validationFraction,
+                                                         seed: config.seed))
+        let samples = all.indices.filter { !held.contains($0) }.map { all[$0] }
+        let validation = held.sorted().map { all[$0] }
+        if !validation.isEmpty {
+            run.log("validation: \(validation.count) of \(all.count) normal training images held back " +
+                    "(train.validation_fraction = \(config.train.validationFraction)); training on \(samples.count)")
+        }
         var rng = SeededRNG(seed: config.seed)
         let model = try PatchGuardModel<Float>(config: config, using: &rng)
         let optimizer = PatchGuardOptimizerState(model: model, weightDecay: config.train.weightDecay)
@@ -126,8 +144,10 @@ public final class Trainer {
         let synthesizer = try PseudoAnomalySynthesizer(config: config.synthesis)
         let sampler = try BatchSampler(count: samples.count, batchSize: config.train.batchSize, seed: config.seed,
                                        shuffle: true, dropLast: false)
-        let attack = PGDAttack(epsilon: config.attack.epsilon, steps: config.attack.trainSteps,
-                               alpha: config.attack.alpha, randomStart: config.attack.randomStart)
+        let probe = validation.isEmpty ? nil
+            : try ValidationProbe(samples: validation, synthesizer: synthesizer, config: config, patchSize: model.patchSize)
+        let trainDetector = try PatchLogitDetector(model, topK: config.eval.topK)
+        var best = readBest()
         let S = config.data.imageSize
         var batchesDone = 0
         var lastBatch: (images: [Float], count: Int) = ([], 0)
@@ -138,9 +158,17 @@ public final class Trainer {
             let batches = sampler.batches(epoch: epoch)
             let adversarial = config.train.isAdversarial(epoch: epoch, attack: config.attack)
             let passes = adversarial ? 4 : 2
+            let adversarialEpoch = epoch - config.train.cleanWarmupEpochs
+            let epochEpsilon = adversarial ? config.attack.trainingAttack(adversarialEpoch: adversarialEpoch, batch: 0).epsilon : nil
             if adversarial && epoch == config.train.cleanWarmupEpochs && epoch > 0 {
-                run.log("clean warm-up done after \(epoch) epochs; adversarial training (PGD-\(attack.steps), " +
-                        "ε = \(EvaluationReport.fractionOf255(config.attack.epsilon))) from epoch \(epoch + 1)")
+                let a = config.attack
+                let targets = a.trainTargets == [.patches] ? ""
+                    : ", targets \(a.trainTargets.map(\.rawValue).joined(separator: "/"))"
+                run.log("clean warm-up done after \(epoch) epochs; adversarial training (PGD-\(a.trainSteps)" +
+                        "\(a.randomStart ? " random start" : "")\(targets), " +
+                        "ε = \(EvaluationReport.fractionOf255(a.epsilon))" +
+                        (a.epsilonRampEpochs > 0 ? " ramped over \(a.epsilonRampEpochs) epochs" : "") +
+                        ") from epoch \(epoch + 1)")
             }
             let bar = ProgressBar("epoch \(epoch + 1)/\(config.train.epochs)", total: samples.count * passes, unit: "img")
             var sumBCE = 0.0, sumReg = 0.0, seen = 0
@@ -170,14 +198,15 @@ public final class Trainer {
                 model.zeroGradients()
                 var inputs: [([Float], [Float])] = [(batch.images, normalLabels)]
                 var attackRNG = SeededRNG(seed: config.seed, stream: streamBase | 1)
+                let attack = config.attack.trainingAttack(adversarialEpoch: max(0, adversarialEpoch), batch: bi)
                 if adversarial {
-                    inputs.append((attack.perturb(model, images: batch.images, labels: normalLabels, batch: B,
-                                                  using: &attackRNG), normalLabels))
+                    inputs.append((attack.run(on: trainDetector, images: batch.images, labels: normalLabels, batch: B,
+                                              using: &attackRNG), normalLabels))
                 }
                 inputs.append((anomalyImages, anomalyLabels))
                 if adversarial {
-                    inputs.append((attack.perturb(model, images: anomalyImages, labels: anomalyLabels, batch: B,
-                                                  using: &attackRNG), anomalyLabels))
+                    inputs.append((attack.run(on: trainDetector, images: anomalyImages, labels: anomalyLabels, batch: B,
+                                              using: &attackRNG), anomalyLabels))
                 }
                 var batchBCE = 0.0, batchReg = 0.0
                 for (pass, (x, y)) in inputs.enumerated() {
@@ -196,14 +225,37 @@ public final class Trainer {
                 batchesDone += 1
             }
             let seconds = bar.elapsed
-            let record = EpochRecord(epoch: epoch + 1, loss: (sumBCE + sumReg) / Double(seen), bce: sumBCE / Double(seen),
+            var record = EpochRecord(epoch: epoch + 1, loss: (sumBCE + sumReg) / Double(seen), bce: sumBCE / Double(seen),
                                      reg: sumReg / Double(seen), lr: lr, seconds: seconds,
-                                     imagesPerSecond: Double(seen * passes) / seconds)
+                                     imagesPerSecond: Double(seen * passes) / seconds, epsilon: epochEpsilon)
+            var validationLine = ""
+            var overfit: String?
+            if let probe {
+                let v = try probe.measure(model, epsilon: config.attack.epsilon)
+                record.valCleanAUROC = v.cleanAUROC; record.valRobustAUROC = v.robustAUROC
+                validationLine = String(format: "  val AUROC %.4f, PGD-%d top-k %.4f", v.cleanAUROC,
+                                        config.train.validationSteps, v.robustAUROC)
+                if config.train.selectBy == .validationRobust {
+                    if best.map({ (v.robustAUROC, v.cleanAUROC) > ($0.record.robustAUROC, $0.record.cleanAUROC) }) ?? true {
+                        try model.saveCheckpoint(path: bestPath, epoch: epoch + 1, config: config, optimizer: nil)
+                        best = BestRecord(epoch: epoch + 1, record: v)
+                        try writeBest(best!)
+                        validationLine += " (best so far: best.safetensors)"
+                    } else if let b = best, adversarial,
+                              Self.overfitting(best: b.record.robustAUROC, now: v.robustAUROC,
+                                               threshold: config.train.overfitStop) {
+                        overfit = String(format: "validation robust AUROC fell from %.4f (epoch %d) to %.4f: " +
+                                         "catastrophic overfitting to the training attack; stopping (train.overfit_stop " +
+                                         "= %g). best.safetensors holds epoch %d", b.record.robustAUROC, b.epoch,
+                                         v.robustAUROC, config.train.overfitStop, b.epoch)
+                    }
+                }
+            }
             history.append(record)
             run.log(String(format: "epoch %d/%d  loss %.4f (bce %.4f, reg %.3e)  lr %.2e  %.1f s  %.2f img/s",
                            record.epoch, config.train.epochs, record.loss, record.bce, record.reg, lr, seconds,
-                           record.imagesPerSecond))
-            let last = epoch + 1 == config.train.epochs
+                           record.imagesPerSecond) + validationLine)
+            let last = epoch + 1 == config.train.epochs || overfit != nil
             if last || (config.train.checkpointEvery > 0 && (epoch + 1) % config.train.checkpointEvery == 0) {
                 if let problem = Self.unhealthy(model, optimizer: optimizer, probe: lastBatch) {
                     throw PatchGuardError.numeric("after epoch \(epoch + 1): \(problem); training stopped and the " +
@@ -213,6 +265,7 @@ public final class Trainer {
                 try writeHistory(history)
                 savedEpoch = epoch + 1
             }
+            if let overfit { run.log(overfit); break }
         }
         if startEpoch >= config.train.epochs {
             run.log("nothing to do: the checkpoint is already at epoch \(startEpoch) of \(config.train.epochs)")
@@ -232,6 +285,26 @@ public final class Trainer {
             return "the weights give a non-finite patch logit (\(logits[i])) on a training batch"
         }
         return nil
+    }
+
+    /// Whether a fall of the validation robust AUROC from `best` to `now` is catastrophic overfitting by
+    /// `train.overfit_stop` (`threshold` 0 = never).
+    static func overfitting(best: Double, now: Double, threshold: Double) -> Bool {
+        threshold > 0 && best - now > threshold
+    }
+
+    /// The epoch `best.safetensors` holds and what it measured (`best.json`).
+    struct BestRecord: Codable { var epoch: Int; var record: ValidationRecord }
+
+    func readBest() -> BestRecord? {
+        guard FileManager.default.fileExists(atPath: bestPath),
+              let data = FileManager.default.contents(atPath: bestRecordPath) else { return nil }
+        return try? JSONDecoder().decode(BestRecord.self, from: data)
+    }
+
+    func writeBest(_ best: BestRecord) throws {
+        let e = JSONEncoder(); e.outputFormatting = [.sortedKeys, .prettyPrinted]
+        try AtomicFile.write(String(decoding: try e.encode(best), as: UTF8.self) + "\n", to: bestRecordPath)
     }
 
     func writeHistory(_ history: [EpochRecord]) throws {

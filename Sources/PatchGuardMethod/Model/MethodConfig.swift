@@ -78,17 +78,37 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// Attention regulariser: 1-based layers and their weights (KL(uniform ‖ attention)).
     public var regLayers = [6, 9, 12]
     public var regWeights = [0.005, 0.01, 0.05]
+    /// Share of the normal training images held back (never trained on) for model selection and the decision
+    /// threshold; 0 = train on all (the paper). Chosen from the seed, the same on `--resume`.
+    public var validationFraction = 0.0
+    /// Which epoch's weights `best.safetensors` keeps: `"last"` (no selection, no validation pass) or
+    /// `"validation_robust"` (the highest image AUROC, under the validation attack, of the held-back normals
+    /// against pseudo-anomalies made from them; needs `validation_fraction` > 0).
+    public var selectBy: SelectionRule = .last
+    /// The validation attack: PGD steps (random start, the exact top-k image score, at `attack.epsilon`).
+    public var validationSteps = 5
+    /// Stop when the validation robust AUROC falls this far below its best after adversarial training began
+    /// (the catastrophic overfitting of single-step training); 0 = never stop, only log.
+    public var overfitStop = 0.0
 
     enum CodingKeys: String, CodingKey {
         case epochs, batchSize = "batch_size", lr, weightDecay = "weight_decay", lrMinFactor = "lr_min_factor"
         case adversarial, cleanWarmupEpochs = "clean_warmup_epochs", checkpointEvery = "checkpoint_every"
         case regLayers = "reg_layers", regWeights = "reg_weights"
+        case validationFraction = "validation_fraction", selectBy = "select_by", validationSteps = "validation_steps"
+        case overfitStop = "overfit_stop"
     }
 
     /// Whether epoch `epoch` (0-based) trains adversarially, given a usable attack.
     public func isAdversarial(epoch: Int, attack: AttackConfig) -> Bool {
         adversarial && attack.trainSteps > 0 && attack.epsilon > 0 && epoch >= cleanWarmupEpochs
     }
+}
+
+/// `train.select_by`.
+public enum SelectionRule: String, ConfigEnum {
+    case last
+    case validationRobust = "validation_robust"
 }
 
 public struct AttackConfig: Codable, Equatable, Sendable {
@@ -101,13 +121,33 @@ public struct AttackConfig: Codable, Equatable, Sendable {
     /// Step size; 0 = the default of ``AttackSpec/alpha`` (2.5·ε/steps).
     public var alpha = 0.0
     public var randomStart = false
+    /// Step size as a multiple of ε/steps when `alpha` is 0: 2.5 (the paper); FGSM with random start
+    /// (Wong et al. 2020) is `train_steps` 1, `random_start` true, `alpha_scale` 1.25.
+    public var alphaScale = 2.5
+    /// What the training attack moves, cycled over the batches (batch i uses `train_targets[i % count]`):
+    /// `"patches"` (the paper: normal patches up, anomalous ones down), `"image_topk"` (the exact top-k image
+    /// score, the threat the evaluation's image AUROC is judged by: normal images up, pseudo-anomalies down).
+    public var trainTargets: [PGDTarget] = [.patches]
+    /// ε grows linearly over the first this many adversarial epochs (ε·(j+1)/n in the j-th); 0 = full ε at once.
+    public var epsilonRampEpochs = 0
 
     enum CodingKeys: String, CodingKey {
-        case trainSteps = "train_steps", epsilon, alpha, randomStart = "random_start"
+        case trainSteps = "train_steps", epsilon, alpha, randomStart = "random_start", alphaScale = "alpha_scale"
+        case trainTargets = "train_targets", epsilonRampEpochs = "epsilon_ramp_epochs"
     }
 
     /// The training attack as the one attack type (PGD on the patch labels; α resolved by ``AttackSpec/alpha``).
     public var spec: AttackSpec {
         AttackSpec(epsilon: epsilon, steps: trainSteps, alpha: alpha, randomStart: randomStart, target: .patches)
+    }
+
+    /// The attack of batch `batch` in the `adversarialEpoch`-th (0-based) adversarial epoch: ε ramped, α from
+    /// `alpha` or `alpha_scale`·ε/steps, the batch's target.
+    public func trainingAttack(adversarialEpoch j: Int, batch: Int) -> AttackSpec {
+        let eps = epsilonRampEpochs > 0 ? epsilon * Double(min(j + 1, epsilonRampEpochs)) / Double(epsilonRampEpochs)
+            : epsilon
+        let a = alpha > 0 ? alpha : alphaScale * eps / Double(max(trainSteps, 1))
+        let target = trainTargets.isEmpty ? .patches : trainTargets[batch % trainTargets.count]
+        return AttackSpec(epsilon: eps, steps: trainSteps, alpha: a, randomStart: randomStart, target: target)
     }
 }
