@@ -34,7 +34,9 @@ public struct TrainSummary: Sendable {
 ///            + loss(x̃, m) + loss(PGD(x̃, m), m)                      pseudo-anomalies x̃ with patch labels m
 ///         one AdamW step on ViT + discriminator
 ///
-/// During the first `train.clean_warmup_epochs` epochs (default 0) the two PGD terms are left out.
+/// During the first `train.clean_warmup_epochs` epochs (default 0) the two PGD terms are left out. A seeded share
+/// of the normals (`train.validation_fraction`, ``ValidationSplit``) is held back from every batch; after the last
+/// epoch it calibrates the decision threshold stored in the checkpoint (``ScoreCalibration``).
 /// `loss` = per-patch BCE + attention KL regulariser. Gradients of the four passes accumulate (the same as one
 /// backward of their sum). PGD runs in evaluation mode (no dropout). Every random choice derives from
 /// (seed, epoch, batch), so a run resumed from an epoch checkpoint reaches the same weights as an uninterrupted
@@ -47,6 +49,10 @@ public final class Trainer {
     public let run: RunDirectory
     /// Test hook: throw after this many batches (simulates a killed run).
     var stopAfterBatches: Int?
+    /// The normal training images held back from training (``ValidationSplit``, `train.validation_fraction`),
+    /// set by ``train(resume:)``: scored after the last epoch to store the decision threshold
+    /// (``ScoreCalibration``); free for model selection.
+    public internal(set) var validation: [LoadedSample] = []
 
     public init(config: JobConfig, run: RunDirectory) {
         self.config = config
@@ -95,7 +101,7 @@ public final class Trainer {
 
     public func train(resume: Bool = false) throws -> TrainSummary {
         let trainingStart = Date()
-        let samples = try loadTrainingSet()
+        let samples = holdOutValidation(try loadTrainingSet())
         var rng = SeededRNG(seed: config.seed)
         let model = try PatchGuardModel<Float>(config: config, using: &rng)
         let optimizer = PatchGuardOptimizerState(model: model, weightDecay: config.train.weightDecay)
@@ -216,6 +222,10 @@ public final class Trainer {
         }
         if startEpoch >= config.train.epochs {
             run.log("nothing to do: the checkpoint is already at epoch \(startEpoch) of \(config.train.epochs)")
+        }
+        // The final model's decision threshold, from the held-back normals, into the final checkpoint's metadata.
+        if savedEpoch == config.train.epochs {
+            try calibrateThreshold(model, optimizer: optimizer, epoch: config.train.epochs)
         }
         return TrainSummary(epochs: history, checkpoint: checkpointPath, seconds: Date().timeIntervalSince(trainingStart))
     }

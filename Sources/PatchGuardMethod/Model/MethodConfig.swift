@@ -78,11 +78,17 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// Attention regulariser: 1-based layers and their weights (KL(uniform ‖ attention)).
     public var regLayers = [6, 9, 12]
     public var regWeights = [0.005, 0.01, 0.05]
+    /// Share of the normal training images held back (never trained on) to calibrate the decision threshold at
+    /// the end of training (``ScoreCalibration``); 0 = no validation split and no stored threshold.
+    public var validationFraction = 0.1
+    /// The false-positive rate on those validation normals that the stored threshold is chosen for.
+    public var thresholdFPR = 0.01
 
     enum CodingKeys: String, CodingKey {
         case epochs, batchSize = "batch_size", lr, weightDecay = "weight_decay", lrMinFactor = "lr_min_factor"
         case adversarial, cleanWarmupEpochs = "clean_warmup_epochs", checkpointEvery = "checkpoint_every"
         case regLayers = "reg_layers", regWeights = "reg_weights"
+        case validationFraction = "validation_fraction", thresholdFPR = "threshold_fpr"
     }
 
     /// Whether epoch `epoch` (0-based) trains adversarially, given a usable attack.
