@@ -143,6 +143,9 @@ public struct EvaluationJob {
                                        + "spaced (eval.max_images = \(limit)).")
         }
         result.report.detector = checkpoint
+        result.report.thresholds = DecisionThresholds(
+            result: result, calibration: try ScoreCalibration.stored(in: try SafeTensorsFile.load(path: checkpoint)))
+        for line in result.report.thresholds?.lines() ?? [] { run.log("thresholds: " + line) }
         let files = try result.writeReports(to: run.path)
         run.log("wrote " + files.joined(separator: ", "))
         return EvaluationOutcome(result: result, samples: samples)
