@@ -69,10 +69,10 @@ struct Predict: ParsableCommand {
             run.log(blasStartupLine)
             let report = try job.run(in: run)
             print(report.table(), terminator: "")
-            if report.failed > 0 {
+            if report.exitStatus != 0 {
                 RunDirectory.reportFatal("\(report.failed) of \(report.count) file(s) could not be predicted "
                                          + "(the error column of \(run.file(PredictionReport.csvFile)))")
-                throw ExitCode(3)
+                throw ExitCode(report.exitStatus)
             }
         }
     }

@@ -157,6 +157,11 @@ public struct PredictionReport: Codable, Equatable, Sendable {
 
     public static let jsonFile = "predictions.json", csvFile = "predictions.csv"
 
+    /// The exit status of `patchguard predict`: 0 when every file was predicted, 3 (the status of an I/O error)
+    /// when any could not be read or decoded — after every other file was predicted and both reports written, so a
+    /// script notices the failure and still finds the results.
+    public var exitStatus: Int32 { failed > 0 ? 3 : 0 }
+
     /// Pretty-printed, key-sorted JSON with a final newline.
     public func jsonData() throws -> Data {
         let e = JSONEncoder()
