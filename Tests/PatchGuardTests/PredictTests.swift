@@ -65,6 +65,53 @@ import PatchGuardData
         #expect(all.contains(killed.validation[0].imagePath))
     }
 
+    @Test func newTrainKeysAreCheckedLikeTheOthers() throws {
+        func message(_ set: String) -> String {
+            do { _ = try JobConfig.load(path: nil, overrides: [set]) } catch let e as PatchGuardError { return e.description }
+            catch { return "\(error)" }
+            return "no error"
+        }
+        #expect(JobConfig().train.validationFraction == 0.1 && JobConfig().train.thresholdFPR == 0.01)
+        #expect(try JobConfig.load(path: nil, overrides: ["train.validation_fraction=0.25", "train.threshold_fpr=0.05"])
+            .train.validationFraction == 0.25)
+        #expect(message("train.validation_fraction=1").contains("train.validation_fraction must be in [0, 1)"))
+        #expect(message("train.threshold_fpr=-0.1").contains("train.threshold_fpr must be in [0, 1)"))
+        #expect(message("train.validation_fractoin=0.2").contains("did you mean 'train.validation_fraction'?"))
+    }
+
+    @Test func resumingACheckpointTrainedWithoutTheSplitStoresNoThreshold() throws {
+        var (config, trainer, checkpoint) = try Self.trained()
+        // Make it look like a checkpoint from before validation splits: no train.validation_fraction in its config.
+        let file = try SafeTensorsFile.load(path: checkpoint)
+        let text = try #require(file.metadata["config"])
+        var stored = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        var train = try #require(stored["train"] as? [String: Any])
+        train.removeValue(forKey: "validation_fraction")
+        stored["train"] = train
+        var w = SafeTensorsWriter()
+        for name in file.names { w.add(name, shape: try #require(file.info(name)).shape, floats: try file.floats(name)) }
+        w.metadata = file.metadata.filter { $0.key != ScoreCalibration.metadataKey }
+        w.metadata["config"] = String(decoding: try JSONSerialization.data(withJSONObject: stored), as: UTF8.self)
+        try w.write(to: checkpoint)
+        config.train.epochs = 2
+        let resumed = Trainer(config: config, run: trainer.run)
+        _ = try resumed.train(resume: true)
+        #expect(!resumed.validationIsClean)
+        #expect(try ScoreCalibration.stored(in: try SafeTensorsFile.load(path: checkpoint)) == nil)
+        let log = try String(contentsOfFile: trainer.run.file("log.txt"), encoding: .utf8)
+        #expect(log.contains("was trained before validation splits existed"))
+        // A run killed and resumed with the same split is calibrated at its end (the resume test above covers
+        // the split; here the calibration).
+        let dir = TrainingTests.tempDir("predict-killed")
+        let killed = Trainer(config: config, run: try RunDirectory(path: dir, command: "train"))
+        killed.stopAfterBatches = 3
+        #expect(throws: PatchGuardError.self) { _ = try killed.train() }
+        let finished = Trainer(config: config, run: try RunDirectory(path: dir, command: "train"))
+        _ = try finished.train(resume: true)
+        #expect(finished.validationIsClean)
+        #expect(try ScoreCalibration.stored(in: try SafeTensorsFile.load(path: finished.checkpointPath)) != nil)
+    }
+
     // MARK: - Calibration
 
     @Test func thresholdRuleOnHandBuiltScores() throws {

@@ -74,8 +74,7 @@ public struct PredictJob {
             throw PatchGuardError.config(
                 "\(checkpoint) has no stored decision threshold (a checkpoint from before calibration, an "
                 + "intermediate epoch's, or trained with train.validation_fraction = 0): pass --threshold SCORE "
-                + "(evaluate's metrics.json lists the test set's F1-max threshold under \"thresholds\"), or run "
-                + "`patchguard train --resume RUN_DIR` on the finished run to calibrate it")
+                + "(evaluate's metrics.json lists the test set's F1-max threshold under \"thresholds\")")
         }
         if let a = attack {
             guard a.name != .suite else {

@@ -33,7 +33,7 @@ extension Trainer {
     @discardableResult
     func calibrateThreshold(_ model: PatchGuardModel<Float>, optimizer: PatchGuardOptimizerState<Float>,
                             epoch: Int) throws -> ScoreCalibration? {
-        guard !validation.isEmpty else { return nil }
+        guard !validation.isEmpty, validationIsClean else { return nil }
         let scores = try ThresholdCalibration.scores(of: validation, detector: model, topK: config.eval.topK,
                                                      batchSize: model.maxBatch)
         let calibration = try ScoreCalibration(validationScores: scores, fpr: config.train.thresholdFPR,

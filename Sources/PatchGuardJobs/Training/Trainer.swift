@@ -53,6 +53,8 @@ public final class Trainer {
     /// set by ``train(resume:)``: scored after the last epoch to store the decision threshold
     /// (``ScoreCalibration``); free for model selection.
     public internal(set) var validation: [LoadedSample] = []
+    /// False when a resumed checkpoint was trained with another split (``holdOutValidation(_:resume:)``).
+    public internal(set) var validationIsClean = true
 
     public init(config: JobConfig, run: RunDirectory) {
         self.config = config
@@ -101,7 +103,7 @@ public final class Trainer {
 
     public func train(resume: Bool = false) throws -> TrainSummary {
         let trainingStart = Date()
-        let samples = holdOutValidation(try loadTrainingSet())
+        let samples = holdOutValidation(try loadTrainingSet(), resume: resume)
         var rng = SeededRNG(seed: config.seed)
         let model = try PatchGuardModel<Float>(config: config, using: &rng)
         let optimizer = PatchGuardOptimizerState(model: model, weightDecay: config.train.weightDecay)

@@ -1,3 +1,4 @@
+import Foundation
 import PatchGuardCore
 import PatchGuardData
 
@@ -35,11 +36,19 @@ public enum ValidationSplit {
 
 extension Trainer {
     /// Splits the loaded training images (``ValidationSplit``), keeps the validation ones in ``validation``, logs
-    /// the counts and returns the images to train on.
-    func holdOutValidation(_ samples: [LoadedSample]) -> [LoadedSample] {
+    /// the counts and returns the images to train on. On `resume`, checks that the checkpoint was trained with
+    /// the same split (its stored config has the same `train.validation_fraction` and `seed`); otherwise its
+    /// "held-back" images were trained on, so ``validationIsClean`` is false and no threshold is calibrated.
+    func holdOutValidation(_ samples: [LoadedSample], resume: Bool) -> [LoadedSample] {
         let fraction = config.train.validationFraction
         let (train, held) = ValidationSplit.indices(total: samples.count, fraction: fraction, seed: config.seed)
         validation = held.map { samples[$0] }
+        validationIsClean = true
+        if resume, !held.isEmpty, let problem = splitMismatch() {
+            validationIsClean = false
+            run.log("warning: \(problem): the validation images may have been trained on, so no decision threshold "
+                    + "will be stored (predict then needs --threshold)")
+        }
         if held.isEmpty {
             run.log("validation: none held back (train.validation_fraction = \(fraction), \(samples.count) images); "
                     + "no decision threshold will be stored")
@@ -48,5 +57,22 @@ extension Trainer {
                     + "(train.validation_fraction = \(fraction)), training on \(train.count)")
         }
         return train.map { samples[$0] }
+    }
+
+    /// Why the checkpoint being resumed was not trained with this run's split, or nil.
+    func splitMismatch() -> String? {
+        guard let file = try? SafeTensorsFile.load(path: checkpointPath),
+              let text = file.metadata["config"],
+              let stored = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else { return nil }
+        let train = stored["train"] as? [String: Any]
+        guard let fraction = (train?["validation_fraction"] as? NSNumber)?.doubleValue else {
+            return "\(checkpointPath) was trained before validation splits existed"
+        }
+        let seed = (stored["seed"] as? NSNumber)?.uint64Value
+        if fraction != config.train.validationFraction || seed != config.seed {
+            return "\(checkpointPath) was trained with train.validation_fraction = \(fraction) and seed "
+                + "\(seed.map(String.init) ?? "?"), this run uses \(config.train.validationFraction) and \(config.seed)"
+        }
+        return nil
     }
 }
