@@ -5,6 +5,9 @@ import PatchGuardMethod
 import PatchGuardJobs
 
 struct Predict: ParsableCommand {
+    /// `--attack`: a suite has no single attacked image, so it is not offered here.
+    enum Choice: String, ExpressibleByArgument, CaseIterable { case pgd, apgd, none }
+
     static let configuration = CommandConfiguration(
         abstract: "Score new images with a trained checkpoint: image score, normalised score, decision and heat-map overlay per image.",
         discussion: """
@@ -30,7 +33,7 @@ struct Predict: ParsableCommand {
     @Option(name: [.customLong("run-dir"), .customLong("output")],
             help: ArgumentHelp("Run directory (default: runs/<timestamp>-predict).", valueName: "dir")) var runDir: String?
     @Option(parsing: .unconditional, help: "Decision threshold on the image score; overrides the checkpoint's.") var threshold: Double?
-    @Option(help: "Attack each image towards the opposite decision: pgd or apgd (default: none).") var attack: AttackChoice?
+    @Option(help: "Attack each image towards the opposite decision: pgd, apgd or none (default: none).") var attack: Choice?
     @Option(parsing: .unconditional, help: "Attack budget in [0,1] pixel units, fractions such as 8/255 work (default: the checkpoint's attack.epsilon).")
     var epsilon: String?
     @Option(parsing: .unconditional, help: "Attack steps (default 10).") var steps: Int?
@@ -48,8 +51,7 @@ struct Predict: ParsableCommand {
         if let epsilon, !(epsilonValue.map { $0.isFinite && $0 >= 0 } ?? false) {
             throw ValidationError("--epsilon \(epsilon) is not a number ≥ 0 or a fraction such as 8/255")
         }
-        if attack == .suite { throw ValidationError("--attack: pgd, apgd or none (a suite has no single attacked image)") }
-        if attack == nil || attack == AttackChoice.none, epsilon != nil || steps != nil || norm != nil {
+        if attack == nil || attack == Choice.none, epsilon != nil || steps != nil || norm != nil {
             throw ValidationError("--epsilon/--steps/--norm need --attack pgd or apgd")
         }
         if let steps, steps < 1 { throw ValidationError("--steps must be ≥ 1, got \(steps)") }
@@ -59,7 +61,7 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let request = attack.flatMap { $0 == AttackChoice.none ? nil
+            let request = attack.flatMap { $0 == Choice.none ? nil
                 : PredictAttack(name: $0 == .apgd ? .apgd : .pgd, epsilon: epsilonValue, steps: steps ?? 10, norm: norm ?? .linf) }
             let job = try PredictJob(checkpoint: checkpoint, inputs: paths, threshold: threshold, attack: request,
                                      batchSize: batchSize, seed: seed)
