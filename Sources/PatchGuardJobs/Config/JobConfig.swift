@@ -204,6 +204,10 @@ extension JobConfig {
         for (i, w) in train.regWeights.enumerated() {
             try check(w.isFinite && w >= 0, "train.reg_weights.\(i) must be a finite number ≥ 0, got \(w)")
         }
+        try check(train.validationFraction.isFinite && train.validationFraction >= 0 && train.validationFraction < 1,
+                  "train.validation_fraction must be in [0, 1) (0 = no validation split), got \(train.validationFraction)")
+        try check(train.thresholdFPR.isFinite && train.thresholdFPR >= 0 && train.thresholdFPR < 1,
+                  "train.threshold_fpr must be in [0, 1), got \(train.thresholdFPR)")
         // attack (training)
         try check(attack.epsilon.isFinite && attack.epsilon >= 0 && attack.epsilon <= 1,
                   "attack.epsilon must be in [0, 1], got \(attack.epsilon)")
@@ -216,8 +220,6 @@ extension JobConfig {
         for (i, t) in attack.trainTargets.enumerated() where t != .patches && t != .imageTopK {
             throw fail("attack.train_targets.\(i) is \"\(t.rawValue)\"; training attacks \"patches\" or \"image_topk\"")
         }
-        try check(train.validationFraction.isFinite && train.validationFraction >= 0 && train.validationFraction < 1,
-                  "train.validation_fraction must be in [0, 1), got \(train.validationFraction)")
         try check(train.selectBy == .last || train.validationFraction > 0,
                   "train.select_by = \"\(train.selectBy.rawValue)\" needs train.validation_fraction > 0")
         try range("train.validation_steps", train.validationSteps, 0...10_000)

@@ -143,6 +143,14 @@ public struct EvaluationJob {
                                        + "spaced (eval.max_images = \(limit)).")
         }
         result.report.detector = checkpoint
+        let calibration = try ScoreCalibration.stored(in: try SafeTensorsFile.load(path: checkpoint))
+        result.report.thresholds = DecisionThresholds(result: result, calibration: calibration)
+        if let calibration, calibration.topK != config.eval.topK {
+            result.report.notes.append("The stored threshold was calibrated on the top-\(calibration.topK) image "
+                                       + "score; this evaluation uses eval.top_k = \(config.eval.topK), so the rates "
+                                       + "at the stored threshold compare different scores.")
+        }
+        for line in result.report.thresholds?.lines() ?? [] { run.log("thresholds: " + line) }
         let files = try result.writeReports(to: run.path)
         run.log("wrote " + files.joined(separator: ", "))
         return EvaluationOutcome(result: result, samples: samples)

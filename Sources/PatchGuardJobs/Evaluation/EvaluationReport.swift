@@ -22,8 +22,13 @@ import PatchGuardMethod
 //                  "image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max"}],
 //     "worst_case": [{"norm", "epsilon", "attacks": ["APGD-100 image_topk ε=8/255", …],
 //                     "image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max"}],
+//     "thresholds": {"stored_threshold", "stored_threshold_fpr", "validation_images",
+//                    "rows": [{"run", "f1_max_threshold", "fpr_at_stored", "tpr_at_stored"}]} | null,
 //     "notes": ["…"]
 //   }
+//
+// `thresholds` (DecisionThresholds.swift): the checkpoint's stored decision threshold against this test set, and
+// each pass's F1-max threshold; null when the report was not made by the evaluation job.
 //
 // A worst-case row per budget (norm, ε): per image, the highest image score any attack at that budget reached on
 // a normal image and the lowest on a defective one (the clean score counts: δ = 0 is in the ball); per pixel map,
@@ -262,6 +267,8 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
     public var worstCase: [WorstCaseReport]
     /// Human-readable remarks (e.g. why a metric is n/a).
     public var notes: [String]
+    /// The stored threshold's FPR/TPR on this test set and the F1-max thresholds (set by ``EvaluationJob``).
+    public var thresholds: DecisionThresholds?
 
     public init(category: String, detector: String? = nil, images: Int, normalImages: Int, anomalousImages: Int,
                 imageSize: Int, patchSize: Int, batchSize: Int, scoring: ScoringConfig, auproFPRLimit: Double,
@@ -279,7 +286,7 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
         case category, detector, images, normalImages = "normal_images", anomalousImages = "anomalous_images"
         case imageSize = "image_size", patchSize = "patch_size", batchSize = "batch_size", scoring
         case auproFPRLimit = "aupro_fpr_limit", seconds, cleanSeconds = "clean_seconds", clean, attacks, notes
-        case worstCase = "worst_case"
+        case worstCase = "worst_case", thresholds
     }
 
     public init(from decoder: Decoder) throws {
@@ -296,6 +303,7 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
                   clean: try c.decode(MetricSet.self, forKey: .clean), attacks: try c.decode([AttackReport].self, forKey: .attacks),
                   notes: try c.decode([String].self, forKey: .notes),
                   worstCase: try c.decodeIfPresent([WorstCaseReport].self, forKey: .worstCase) ?? [])
+        thresholds = try c.decodeIfPresent(DecisionThresholds.self, forKey: .thresholds)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -315,6 +323,7 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
         try c.encode(clean, forKey: .clean)
         try c.encode(attacks, forKey: .attacks)
         try c.encode(worstCase, forKey: .worstCase)
+        try c.encode(thresholds, forKey: .thresholds)
         try c.encode(notes, forKey: .notes)
     }
 
@@ -399,6 +408,9 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
             if let r = a.imageStepsPerSecond { s += String(format: " (%.2f image·steps/s)", r) }
         }
         s += ").\n"
+        if let thresholds {
+            s += "\nDecision thresholds (image score):\n\n" + thresholds.lines().map { "- \($0)\n" }.joined()
+        }
         if !notes.isEmpty {
             s += "\nNotes:\n\n" + notes.map { "- \($0)\n" }.joined()
         }

@@ -12,8 +12,10 @@ extension PatchGuardModel {
     }
 
     public func saveCheckpoint(path: String, epoch: Int, config: JobConfig,
-                               optimizer: PatchGuardOptimizerState<T>? = nil) throws {
+                               optimizer: PatchGuardOptimizerState<T>? = nil,
+                               calibration: ScoreCalibration? = nil) throws {
         try saveCheckpoint(path: path, epoch: epoch, arch: config.model.arch,
-                           configJSON: String(decoding: try config.resolvedJSON(), as: UTF8.self), optimizer: optimizer)
+                           configJSON: String(decoding: try config.resolvedJSON(), as: UTF8.self), optimizer: optimizer,
+                           calibration: calibration)
     }
 }

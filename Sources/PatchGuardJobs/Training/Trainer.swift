@@ -40,7 +40,9 @@ public struct TrainSummary: Sendable {
 ///            + loss(x̃, m) + loss(PGD(x̃, m), m)                      pseudo-anomalies x̃ with patch labels m
 ///         one AdamW step on ViT + discriminator
 ///
-/// During the first `train.clean_warmup_epochs` epochs (default 0) the two PGD terms are left out.
+/// During the first `train.clean_warmup_epochs` epochs (default 0) the two PGD terms are left out. A seeded share
+/// of the normals (`train.validation_fraction`, ``ValidationSplit``) is held back from every batch; after the last
+/// epoch it calibrates the decision threshold stored in the checkpoint (``ScoreCalibration``).
 /// `loss` = per-patch BCE + attention KL regulariser. Gradients of the four passes accumulate (the same as one
 /// backward of their sum). PGD runs in evaluation mode (no dropout). Every random choice derives from
 /// (seed, epoch, batch), so a run resumed from an epoch checkpoint reaches the same weights as an uninterrupted
@@ -53,6 +55,12 @@ public final class Trainer {
     public let run: RunDirectory
     /// Test hook: throw after this many batches (simulates a killed run).
     var stopAfterBatches: Int?
+    /// The normal training images held back from training (``ValidationSplit``, `train.validation_fraction`),
+    /// set by ``train(resume:)``: scored after the last epoch to store the decision threshold
+    /// (``ScoreCalibration``); free for model selection.
+    public internal(set) var validation: [LoadedSample] = []
+    /// False when a resumed checkpoint was trained with another split (``holdOutValidation(_:resume:)``).
+    public internal(set) var validationIsClean = true
 
     public init(config: JobConfig, run: RunDirectory) {
         self.config = config
@@ -105,15 +113,7 @@ public final class Trainer {
 
     public func train(resume: Bool = false) throws -> TrainSummary {
         let trainingStart = Date()
-        let all = try loadTrainingSet()
-        let held = Set(ValidationSplit.validationIndices(count: all.count, fraction: config.train.validationFraction,
-                                                         seed: config.seed))
-        let samples = all.indices.filter { !held.contains($0) }.map { all[$0] }
-        let validation = held.sorted().map { all[$0] }
-        if !validation.isEmpty {
-            run.log("validation: \(validation.count) of \(all.count) normal training images held back " +
-                    "(train.validation_fraction = \(config.train.validationFraction)); training on \(samples.count)")
-        }
+        let samples = holdOutValidation(try loadTrainingSet(), resume: resume)
         var rng = SeededRNG(seed: config.seed)
         let model = try PatchGuardModel<Float>(config: config, using: &rng)
         let optimizer = PatchGuardOptimizerState(model: model, weightDecay: config.train.weightDecay)
@@ -231,10 +231,14 @@ public final class Trainer {
             var validationLine = ""
             var overfit: String?
             if let probe {
-                let v = try probe.measure(model, epsilon: config.attack.epsilon)
-                record.valCleanAUROC = v.cleanAUROC; record.valRobustAUROC = v.robustAUROC
-                validationLine = String(format: "  val AUROC %.4f, PGD-%d top-k %.4f", v.cleanAUROC,
-                                        config.train.validationSteps, v.robustAUROC)
+                let selecting = config.train.selectBy == .validationRobust
+                let v = try probe.measure(model, epsilon: selecting ? config.attack.epsilon : 0)
+                record.valCleanAUROC = v.cleanAUROC
+                validationLine = String(format: "  val AUROC %.4f", v.cleanAUROC)
+                if selecting {
+                    record.valRobustAUROC = v.robustAUROC
+                    validationLine += String(format: ", PGD-%d top-k %.4f", config.train.validationSteps, v.robustAUROC)
+                }
                 if config.train.selectBy == .validationRobust {
                     if best.map({ (v.robustAUROC, v.cleanAUROC) > ($0.record.robustAUROC, $0.record.cleanAUROC) }) ?? true {
                         try model.saveCheckpoint(path: bestPath, epoch: epoch + 1, config: config, optimizer: nil)
@@ -269,6 +273,17 @@ public final class Trainer {
         }
         if startEpoch >= config.train.epochs {
             run.log("nothing to do: the checkpoint is already at epoch \(startEpoch) of \(config.train.epochs)")
+        }
+        // The final model's decision threshold, from the held-back normals, into the final checkpoint's metadata.
+        if savedEpoch == config.train.epochs {
+            try calibrateThreshold(model, optimizer: optimizer, epoch: config.train.epochs)
+        }
+        // The selected epoch's weights get their own threshold (they score differently from the last epoch's).
+        if config.train.selectBy == .validationRobust, let b = best, savedEpoch != nil {
+            var unused = SeededRNG(seed: config.seed)
+            let selected = try PatchGuardModel<Float>(config: config, using: &unused)
+            _ = try selected.loadCheckpoint(path: bestPath)
+            try calibrateThreshold(selected, optimizer: nil, epoch: b.epoch, path: bestPath)
         }
         return TrainSummary(epochs: history, checkpoint: checkpointPath, seconds: Date().timeIntervalSince(trainingStart))
     }

@@ -5,21 +5,6 @@ import PatchGuardMetrics
 import PatchGuardData
 import PatchGuardMethod
 
-/// The held-back normal training images (`train.validation_fraction`) and the split that makes them.
-public enum ValidationSplit {
-    /// Indices of `count` images held back for validation: `round(fraction · count)`, at least 1 when the
-    /// fraction is positive and there are ≥ 2 images, always leaving ≥ 1 to train on; chosen by a seeded shuffle
-    /// (its own stream, so it never moves with other random choices) and returned sorted.
-    public static func validationIndices(count: Int, fraction: Double, seed: UInt64) -> [Int] {
-        guard fraction > 0, count >= 2 else { return [] }
-        let n = min(count - 1, max(1, Int((fraction * Double(count)).rounded())))
-        var order = Array(0..<count)
-        var rng = SeededRNG(seed: seed, stream: 0x7661_6c69_6461_7465)   // "validate"
-        for i in stride(from: count - 1, to: 0, by: -1) { order.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
-        return order.prefix(n).sorted()
-    }
-}
-
 /// What one validation pass measured.
 public struct ValidationRecord: Codable, Equatable, Sendable {
     /// Image AUROC of the held-back normals against pseudo-anomalies made from them, clean.
@@ -53,7 +38,8 @@ final class ValidationProbe {
         anomalyLabels = try made.flatMap { try patchLabels(mask: $0.mask, patchSize: patchSize) }
     }
 
-    /// Clean and attacked image AUROC of `model` (evaluation mode) at ε = `epsilon`.
+    /// Clean and attacked image AUROC of `model` (evaluation mode) at ε = `epsilon` (0: clean only, the
+    /// robust figure then equals the clean one).
     func measure(_ model: PatchGuardModel<Float>, epsilon: Double) throws -> ValidationRecord {
         let detector = try PatchLogitDetector(model, topK: config.eval.topK)
         let attack = AttackSpec(epsilon: epsilon, steps: config.train.validationSteps, randomStart: true,

@@ -78,9 +78,6 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// Attention regulariser: 1-based layers and their weights (KL(uniform ‖ attention)).
     public var regLayers = [6, 9, 12]
     public var regWeights = [0.005, 0.01, 0.05]
-    /// Share of the normal training images held back (never trained on) for model selection and the decision
-    /// threshold; 0 = train on all (the paper). Chosen from the seed, the same on `--resume`.
-    public var validationFraction = 0.0
     /// Which epoch's weights `best.safetensors` keeps: `"last"` (no selection, no validation pass) or
     /// `"validation_robust"` (the highest image AUROC, under the validation attack, of the held-back normals
     /// against pseudo-anomalies made from them; needs `validation_fraction` > 0).
@@ -90,13 +87,19 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// Stop when the validation robust AUROC falls this far below its best after adversarial training began
     /// (the catastrophic overfitting of single-step training); 0 = never stop, only log.
     public var overfitStop = 0.0
+    /// Share of the normal training images held back (never trained on) to calibrate the decision threshold at
+    /// the end of training (``ScoreCalibration``) and, with `select_by`, to choose the epoch; 0 = no validation
+    /// split and no stored threshold.
+    public var validationFraction = 0.1
+    /// The false-positive rate on those validation normals that the stored threshold is chosen for.
+    public var thresholdFPR = 0.01
 
     enum CodingKeys: String, CodingKey {
         case epochs, batchSize = "batch_size", lr, weightDecay = "weight_decay", lrMinFactor = "lr_min_factor"
         case adversarial, cleanWarmupEpochs = "clean_warmup_epochs", checkpointEvery = "checkpoint_every"
         case regLayers = "reg_layers", regWeights = "reg_weights"
-        case validationFraction = "validation_fraction", selectBy = "select_by", validationSteps = "validation_steps"
-        case overfitStop = "overfit_stop"
+        case validationFraction = "validation_fraction", thresholdFPR = "threshold_fpr"
+        case selectBy = "select_by", validationSteps = "validation_steps", overfitStop = "overfit_stop"
     }
 
     /// Whether epoch `epoch` (0-based) trains adversarially, given a usable attack.

@@ -7,7 +7,9 @@ import PatchGuardData
 /// Checkpoints are ordinary safetensors files (readable by Python's `safetensors`):
 /// backbone parameters under timm names, discriminator parameters under the official `discriminator.…` names,
 /// AdamW moments under `optimizer.m.<name>` / `optimizer.v.<name>`, and metadata: format, epoch, optimizer
-/// step, architecture and the resolved job config. Written atomically (temporary file + rename).
+/// step, architecture, the resolved job config and, for a finished training run, the decision threshold and score
+/// normalisation (`calibration`, ``ScoreCalibration``; absent from older checkpoints). Written atomically
+/// (temporary file + rename).
 ///
 /// Integrity: a checkpoint is never written with a NaN or infinity in a parameter or optimizer moment (the save
 /// throws naming the tensor, and the previous file stays in place), and reading one refuses metadata that is not a
@@ -21,9 +23,11 @@ extension PatchGuardModel {
     }
 
     /// Writes parameters, the optimizer state when given (moments and step; without one, no moments and step 0),
-    /// and metadata (`arch`, `image_size` and the resolved job config as JSON, which jobs read back).
+    /// and metadata (`arch`, `image_size` and the resolved job config as JSON, which jobs read back; the
+    /// calibration when given).
     public func saveCheckpoint(path: String, epoch: Int, arch: String, configJSON: String,
-                               optimizer: PatchGuardOptimizerState<T>? = nil) throws {
+                               optimizer: PatchGuardOptimizerState<T>? = nil,
+                               calibration: ScoreCalibration? = nil) throws {
         if let bad = nonFiniteTensor(optimizer: optimizer) {
             throw PatchGuardError.numeric("\(path) not written: tensor '\(bad)' holds a NaN or infinity at epoch \(epoch)")
         }
@@ -41,6 +45,7 @@ extension PatchGuardModel {
             "arch": arch, "image_size": "\(imageSize)",
             "config": configJSON,
         ]
+        if let calibration { w.metadata[ScoreCalibration.metadataKey] = try calibration.metadataJSON() }
         try w.write(to: path)
     }
 
