@@ -36,11 +36,15 @@ struct Evaluate: ParsableCommand {
     @OptionGroup var job: JobOptions
     @OptionGroup var attack: AttackOptions
     @Option(help: "Checkpoint to evaluate (default: RUN_DIR/checkpoint.safetensors of --output).") var checkpoint: String?
+    @Option(name: .customLong("transfer-from"),
+            help: "Craft the attacks on this other checkpoint (same image size) and score them on --checkpoint: a transfer attack, never stronger than the white-box one unless gradients are masked.")
+    var transferFrom: String?
 
     func run() throws {
         try runReportingErrors {
-            let (evaluation, run) = try openEvaluation(command: "evaluate", job: job, attack: attack,
+            var (evaluation, run) = try openEvaluation(command: "evaluate", job: job, attack: attack,
                                                        checkpoint: checkpoint, keepMaps: false)
+            evaluation.transferFrom = transferFrom
             let outcome = try evaluation.run(in: run)
             print(outcome.result.report.table())
             run.log("metrics: \(run.file("metrics.md"))")

@@ -67,6 +67,40 @@ import PatchGuardData
         #expect(partial.config.seed == trained.seed && partial.config.eval.batchSize == trained.eval.batchSize)
     }
 
+    /// `--transfer-from`: attacks crafted on the model itself reproduce the white-box rows exactly; crafted on
+    /// another model (a different seed) they are never stronger than white-box on the exact image score; another
+    /// image size is refused naming the file.
+    @Test func transferAttacksAreCraftedOnTheSourceAndNeverBeatWhiteBox() throws {
+        let (_, _, checkpoint) = try Self.trainedRun()
+        let attack = AttackOverrides(attack: .pgd, steps: 3, epsilons: [8.0 / 255], targets: [.imageTopK])
+        func evaluate(transfer: String?) throws -> EvaluationReport {
+            var job = try EvaluationJob(checkpoint: checkpoint, attackOverrides: attack)
+            job.transferFrom = transfer
+            return try job.run(in: try RunDirectory(path: TrainingTests.tempDir("evaljob-transfer"), command: "evaluate"),
+                               showProgress: false).result.report
+        }
+        let white = try evaluate(transfer: nil)
+        let selfTransfer = try evaluate(transfer: checkpoint)
+        #expect(selfTransfer.attacks.map(\.metrics) == white.attacks.map(\.metrics))
+        #expect(selfTransfer.notes.contains { $0.contains("Transfer attack") })
+
+        var other = try TrainingTests.tinyJob()
+        other.train.epochs = 1; other.seed = 99
+        let otherRun = try RunDirectory(path: TrainingTests.tempDir("evaljob-train-other"), command: "train")
+        let otherCheckpoint = try Trainer(config: other, run: otherRun).train().checkpoint
+        let transfer = try evaluate(transfer: otherCheckpoint)
+        let w = try #require(white.attacks.first?.metrics.imageAUROC), t = try #require(transfer.attacks.first?.metrics.imageAUROC)
+        #expect(t >= w - 1e-9, "transfer image AUROC \(t) below white-box \(w)")
+
+        var bigger = try TrainingTests.tinyJob()
+        bigger.train.epochs = 1; bigger.data.imageSize = 24
+        try bigger.validate(source: "test")
+        let biggerCheckpoint = try Trainer(config: bigger, run: try RunDirectory(path: TrainingTests.tempDir("evaljob-train-24"),
+                                                                                   command: "train")).train().checkpoint
+        let refused = message { _ = try evaluate(transfer: biggerCheckpoint) }
+        #expect(refused.contains("--transfer-from \(biggerCheckpoint)") && refused.contains("image size 24"))
+    }
+
     @Test func modelKeysThatDisagreeWithTheCheckpointAreErrors() throws {
         let (_, _, checkpoint) = try Self.trainedRun()
         let hidden = try writeTemp(#"{"model": {"discriminator": {"hidden": 64}}}"#)

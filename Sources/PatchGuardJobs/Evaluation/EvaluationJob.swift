@@ -100,6 +100,9 @@ public struct EvaluationJob {
     public var keepMaps: Bool
     /// Warnings from resolving the config (e.g. an old checkpoint without a stored config); log them.
     public var warnings: [String]
+    /// Craft every attack on this checkpoint's model instead (a transfer attack; same image size), then score the
+    /// attacked images with ``checkpoint``'s. nil = white-box.
+    public var transferFrom: String?
 
     /// - Parameters:
     ///   - configPath: optional `--config`; `overrides`: `--set key=value` (and `seed=` for `--seed`).
@@ -136,8 +139,25 @@ public struct EvaluationJob {
                                               batchSize: max(1, config.eval.batchSize), seed: config.seed,
                                               keepMaps: keepMaps, showProgress: showProgress)
         settings.attacks = attacks
-        var result = try Evaluator(detector: model, settings: settings)
-            .evaluate(samples, category: config.data.category, log: run.log)
+        let evaluator = try Evaluator(detector: model, settings: settings)
+        if let source = transferFrom {
+            let (sourceConfig, _) = try Self.resolveConfig(checkpoint: source, configPath: nil, overrides: [])
+            guard sourceConfig.data.imageSize == config.data.imageSize else {
+                throw PatchGuardError.config("--transfer-from \(source): its image size \(sourceConfig.data.imageSize) "
+                                             + "differs from the evaluated model's \(config.data.imageSize)")
+            }
+            var sourceRNG = SeededRNG(seed: sourceConfig.seed)
+            let surrogate = try PatchGuardModel<Float>(config: sourceConfig, maxBatch: max(1, config.eval.batchSize),
+                                                       using: &sourceRNG)
+            _ = try surrogate.loadCheckpoint(path: source)
+            evaluator.attackSource = try PatchLogitDetector(surrogate, topK: config.eval.topK)
+            run.log("transfer attack: attacks are crafted on \(source) and scored on \(checkpoint)")
+        }
+        var result = try evaluator.evaluate(samples, category: config.data.category, log: run.log)
+        if let source = transferFrom {
+            result.report.notes.append("Transfer attack: every attack row was crafted on \(source) (white-box "
+                                       + "there) and scored on this model.")
+        }
         if limit > 0 && limit < category.test.count {
             result.report.notes.append("A subset: \(samples.count) of the \(category.test.count) test images, evenly "
                                        + "spaced (eval.max_images = \(limit)).")

@@ -75,6 +75,10 @@ public final class Evaluator {
     public let detector: PatchDetector
     /// What the attacks see: ``detector`` as an ``AnomalyDetector`` whose image score is the evaluation's top-k.
     public let attackedDetector: AnomalyDetector
+    /// Where the attacks are crafted, when not on ``attackedDetector`` itself: a transfer attack (another model's
+    /// gradients, the images then scored by ``detector``). A transfer attack stronger than the white-box one means
+    /// the white-box gradients are wrong (gradient masking).
+    public var attackSource: AnomalyDetector?
     public let settings: EvaluationSettings
     /// ``EvaluationSettings/attacks`` with suites expanded.
     public let attacks: [AttackSpec]
@@ -216,7 +220,7 @@ public final class Evaluator {
                     let batchLabels = indices.flatMap { labels[$0] }
                     var rng = SeededRNG(seed: settings.seed,
                                         stream: UInt64((attackIndex ?? 0) + 1) << 32 | UInt64(batchIndex))
-                    x = attack.run(on: attackedDetector, images: x, labels: batchLabels, batch: b, using: &rng,
+                    x = attack.run(on: attackSource ?? attackedDetector, images: x, labels: batchLabels, batch: b, using: &rng,
                                    onStep: { _ in bar?.advance(b, info: info) })
                 }
                 let logits = x.withUnsafeBufferPointer { detector.patchLogits($0.baseAddress!, batch: b) }
