@@ -321,7 +321,7 @@ extension CPUKernelsBase {
 
     public func addInto2D(_ dst: UnsafeMutablePointer<Scalar>, dstStride: Int, _ src: UnsafePointer<Scalar>,
                           srcStride: Int, rows: Int, columns: Int) {
-        parallelFor(rows) { r in
+        parallelFor(rows, minChunk: max(1, 16384 / max(1, columns))) { r in
             let d = dst + r * dstStride, s = src + r * srcStride
             for j in 0..<columns { d[j] += s[j] }
         }

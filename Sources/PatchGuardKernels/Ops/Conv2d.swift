@@ -24,7 +24,7 @@ public enum Conv2d {
                                            height H: Int, width W: Int, kernel K: Int, stride S: Int,
                                            padding Pd: Int) {
         let OH = outputSize(H, kernel: K, stride: S, padding: Pd), OW = outputSize(W, kernel: K, stride: S, padding: Pd)
-        parallelFor(CI * K * K, minChunk: 4) { row in
+        parallelFor(CI * K * K, minChunk: max(4, 16384 / max(1, OH * OW))) { row in
             let ci = row / (K * K), ky = (row / K) % K, kx = row % K
             let dst = cols + row * OH * OW, src = x + ci * H * W
             for oy in 0..<OH {
@@ -49,7 +49,7 @@ public enum Conv2d {
                                               inChannels CI: Int, height H: Int, width W: Int, kernel K: Int,
                                               stride S: Int, padding Pd: Int) {
         let OH = outputSize(H, kernel: K, stride: S, padding: Pd), OW = outputSize(W, kernel: K, stride: S, padding: Pd)
-        parallelFor(CI) { ci in
+        parallelFor(CI, minChunk: max(1, 16384 / max(1, K * K * OH * OW))) { ci in
             let dst = dX + ci * H * W
             for ky in 0..<K {
                 for kx in 0..<K {
@@ -89,7 +89,7 @@ public enum Conv2d {
                 im2col(cols, xb, inChannels: CI, height: H, width: W, kernel: K, stride: S, padding: Pd)
             }
             if let bias {
-                parallelFor(OC, minChunk: 8) { o in (ob + o * np).update(repeating: bias[o], count: np) }
+                parallelFor(OC, minChunk: max(8, 16384 / max(1, np))) { o in (ob + o * np).update(repeating: bias[o], count: np) }
                 matmul(ob, weight, c, m: OC, n: np, k: ckk, beta: 1)
             } else {
                 matmul(ob, weight, c, m: OC, n: np, k: ckk)
@@ -121,7 +121,7 @@ public enum Conv2d {
                 matmul(dWeight, gb, c, m: OC, n: ckk, k: np, transB: true, beta: 1)
             }
             if let dBias {
-                parallelFor(OC, minChunk: 8) { o in
+                parallelFor(OC, minChunk: max(8, 16384 / max(1, np))) { o in
                     let g = gb + o * np
                     var s: T = 0
                     for i in 0..<np { s += g[i] }

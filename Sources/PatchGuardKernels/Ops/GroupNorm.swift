@@ -18,7 +18,7 @@ public enum GroupNorm {
                                             _ weight: UnsafePointer<T>, _ bias: UnsafePointer<T>, batch B: Int,
                                             channels C: Int, groups G: Int, pixels HW: Int, eps: T) {
         let cg = C / G, n = cg * HW
-        parallelFor(B * G) { bg in
+        parallelFor(B * G, minChunk: max(1, 16384 / max(1, n))) { bg in
             let xs = x + bg * n, ys = out + bg * n
             var s: T = 0
             for i in 0..<n { s += xs[i] }
@@ -47,7 +47,7 @@ public enum GroupNorm {
                                              channels C: Int, groups G: Int, pixels HW: Int) {
         let cg = C / G, n = cg * HW
         if let dX {
-            parallelFor(B * G) { bg in
+            parallelFor(B * G, minChunk: max(1, 16384 / max(1, n))) { bg in
                 let xs = x + bg * n, gs = dOut + bg * n, ds = dX + bg * n
                 let m = mean[bg], rs = rstd[bg], c0 = (bg % G) * cg
                 var gMean: T = 0, gxMean: T = 0
@@ -70,7 +70,7 @@ public enum GroupNorm {
             }
         }
         if dWeight != nil || dBias != nil {
-            parallelFor(C) { c in
+            parallelFor(C, minChunk: max(1, 16384 / max(1, B * HW))) { c in
                 let g = c / cg
                 var sw: T = 0, sb: T = 0
                 for b in 0..<B {

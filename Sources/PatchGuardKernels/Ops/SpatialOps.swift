@@ -9,7 +9,7 @@ public enum UpsampleNearest2x {
     @inlinable
     public static func forward<T: NNScalar>(_ out: UnsafeMutablePointer<T>, _ x: UnsafePointer<T>, planes R: Int,
                                             height H: Int, width W: Int) {
-        parallelFor(R, minChunk: 4) { r in
+        parallelFor(R, minChunk: max(4, 16384 / max(1, 4 * H * W))) { r in
             let s = x + r * H * W, d = out + r * 4 * H * W
             for y in 0..<H {
                 let row0 = d + (2 * y) * 2 * W, row1 = row0 + 2 * W, sr = s + y * W
@@ -23,7 +23,7 @@ public enum UpsampleNearest2x {
     @inlinable
     public static func backward<T: NNScalar>(_ dX: UnsafeMutablePointer<T>, _ dOut: UnsafePointer<T>, planes R: Int,
                                              height H: Int, width W: Int) {
-        parallelFor(R, minChunk: 4) { r in
+        parallelFor(R, minChunk: max(4, 16384 / max(1, 4 * H * W))) { r in
             let d = dX + r * H * W, g = dOut + r * 4 * H * W
             for y in 0..<H {
                 let row0 = g + (2 * y) * 2 * W, row1 = row0 + 2 * W, dr = d + y * W
@@ -40,7 +40,7 @@ public enum Transpose {
     @inlinable
     public static func forward<T: NNScalar>(_ out: UnsafeMutablePointer<T>, _ x: UnsafePointer<T>, batch B: Int,
                                             rows: Int, cols: Int) {
-        parallelFor(B * cols, minChunk: 16) { bj in
+        parallelFor(B * cols, minChunk: max(16, 16384 / max(1, rows))) { bj in
             let b = bj / cols, j = bj % cols
             let d = out + bj * rows, s = x + b * rows * cols + j
             for i in 0..<rows { d[i] = s[i * cols] }
@@ -51,7 +51,7 @@ public enum Transpose {
     @inlinable
     public static func backward<T: NNScalar>(_ dX: UnsafeMutablePointer<T>, _ dOut: UnsafePointer<T>, batch B: Int,
                                              rows: Int, cols: Int) {
-        parallelFor(B * rows, minChunk: 16) { bi in
+        parallelFor(B * rows, minChunk: max(16, 16384 / max(1, cols))) { bi in
             let b = bi / rows, i = bi % rows
             let d = dX + bi * cols, s = dOut + b * rows * cols + i
             for j in 0..<cols { d[j] += s[j * rows] }
@@ -67,7 +67,7 @@ public enum ChannelAdd {
     @inlinable
     public static func forward<T: NNScalar>(_ out: UnsafeMutablePointer<T>, _ x: UnsafePointer<T>,
                                             _ t: UnsafePointer<T>, batch B: Int, channels C: Int, pixels HW: Int) {
-        parallelFor(B * C, minChunk: 8) { bc in
+        parallelFor(B * C, minChunk: max(8, 16384 / max(1, HW))) { bc in
             let o = out + bc * HW, s = x + bc * HW, v = t[bc]
             for p in 0..<HW { o[p] = s[p] + v }
         }
@@ -77,7 +77,7 @@ public enum ChannelAdd {
     @inlinable
     public static func backward<T: NNScalar>(_ dX: UnsafeMutablePointer<T>?, _ dT: UnsafeMutablePointer<T>?,
                                              _ dOut: UnsafePointer<T>, batch B: Int, channels C: Int, pixels HW: Int) {
-        parallelFor(B * C, minChunk: 8) { bc in
+        parallelFor(B * C, minChunk: max(8, 16384 / max(1, HW))) { bc in
             let g = dOut + bc * HW
             if let dX { let d = dX + bc * HW; for p in 0..<HW { d[p] += g[p] } }
             if let dT {
