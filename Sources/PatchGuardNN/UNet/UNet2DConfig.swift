@@ -48,6 +48,62 @@ public struct UNet2DConfig: Codable, Equatable, Sendable {
         case addAttention = "add_attention", flipSinToCos = "flip_sin_to_cos", freqShift = "freq_shift"
     }
 
+    /// Reads a diffusers `UNet2DModel` config (`config.json`, or our own encoding). Missing keys take diffusers'
+    /// defaults; a key that selects a variant this implementation does not have (`act_fn` other than "silu",
+    /// `resnet_time_scale_shift` other than "default", a class embedding, …) is an error naming key and value. Other
+    /// bookkeeping keys diffusers writes (`_class_name`, `_diffusers_version`, …) are ignored.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = UNet2DConfig(sampleSize: 0, blockOutChannels: [], downBlockTypes: [], upBlockTypes: [])
+        sampleSize = try c.decode(Int.self, forKey: .sampleSize)
+        inChannels = try c.decodeIfPresent(Int.self, forKey: .inChannels) ?? 3
+        outChannels = try c.decodeIfPresent(Int.self, forKey: .outChannels) ?? 3
+        blockOutChannels = try c.decodeIfPresent([Int].self, forKey: .blockOutChannels) ?? [224, 448, 672, 896]
+        layersPerBlock = try c.decodeIfPresent(Int.self, forKey: .layersPerBlock) ?? d.layersPerBlock
+        downBlockTypes = try c.decodeIfPresent([String].self, forKey: .downBlockTypes)
+            ?? ["DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"]
+        upBlockTypes = try c.decodeIfPresent([String].self, forKey: .upBlockTypes)
+            ?? ["AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"]
+        attentionHeadDim = c.contains(.attentionHeadDim) ? try c.decodeIfPresent(Int.self, forKey: .attentionHeadDim) : 8
+        normNumGroups = try c.decodeIfPresent(Int.self, forKey: .normNumGroups) ?? d.normNumGroups
+        normEps = try c.decodeIfPresent(Double.self, forKey: .normEps) ?? d.normEps
+        addAttention = try c.decodeIfPresent(Bool.self, forKey: .addAttention) ?? d.addAttention
+        flipSinToCos = try c.decodeIfPresent(Bool.self, forKey: .flipSinToCos) ?? d.flipSinToCos
+        freqShift = try c.decodeIfPresent(Double.self, forKey: .freqShift) ?? d.freqShift
+        let u = try decoder.container(keyedBy: AnyKey.self)
+        func require<V: Decodable & Equatable>(_ key: String, _ supported: V?, _: V.Type) throws {
+            let k = AnyKey(key)
+            guard u.contains(k) else { return }
+            let v = try u.decodeIfPresent(V.self, forKey: k)
+            guard v == supported else {
+                throw PatchGuardError.config("UNet2D config: \(key) = \(v.map { "\($0)" } ?? "null") is not supported "
+                                             + "(only \(supported.map { "\($0)" } ?? "null"))")
+            }
+        }
+        try require("act_fn", "silu", String.self)
+        try require("resnet_time_scale_shift", "default", String.self)
+        try require("time_embedding_type", "positional", String.self)
+        try require("downsample_type", "conv", String.self)
+        try require("upsample_type", "conv", String.self)
+        try require("mid_block_type", "UNetMidBlock2D", String.self)
+        try require("downsample_padding", 1, Int.self)
+        try require("mid_block_scale_factor", 1, Double.self)
+        try require("center_input_sample", false, Bool.self)
+        try require("class_embed_type", nil, String.self)
+        try require("num_class_embeds", nil, Int.self)
+        try require("attn_norm_num_groups", nil, Int.self)
+        try require("time_embedding_dim", nil, Int.self)
+        try require("dropout", 0, Double.self)
+    }
+
+    struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ s: String) { stringValue = s }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
     /// Channels of the time embedding (`4·C0`).
     public var timeEmbedDim: Int { 4 * blockOutChannels[0] }
     public var levels: Int { blockOutChannels.count }
