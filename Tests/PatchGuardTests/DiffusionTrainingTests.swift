@@ -32,6 +32,27 @@ import PatchGuardData
         return c
     }
 
+    /// The shipped diffusion configs load and validate; `model.kind` defaults to PatchGuard; a bad kind or a
+    /// U-Net whose channels do not fit its groups is an error naming the key.
+    @Test func configs() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        for name in ["diffusion-default.json", "diffusion-mvtec-cpu.json"] {
+            let c = try JobConfig.load(path: repo.appendingPathComponent("Configs/" + name).path)
+            #expect(c.model.kind == .diffusion)
+            try c.diffusion.unet(imageSize: c.data.imageSize).validate()
+        }
+        #expect(JobConfig().model.kind == .patchguard)
+        #expect(throws: PatchGuardError.self) { _ = try JobConfig.load(path: nil, overrides: ["model.kind=ddpm"]) }
+        do {
+            _ = try JobConfig.load(path: nil, overrides: ["model.kind=diffusion", "data.image_size=64",
+                                                          "diffusion.norm_num_groups=5"])
+            Issue.record("norm_num_groups 5 with 32 channels was accepted")
+        } catch let PatchGuardError.config(message) {
+            #expect(message.contains("norm_num_groups"))
+        }
+    }
+
     func tensors(_ path: String) throws -> [String: [Float]] {
         let f = try SafeTensorsFile.load(path: path)
         var out: [String: [Float]] = [:]
