@@ -15,10 +15,11 @@ struct Bench: ParsableCommand {
     @Option(help: "Minimum seconds per measurement.") var seconds = 5.0
     @Option(name: .customLong("unet-image-size"), help: "Image size for the diffusion U-Net part.") var unetImageSize = 64
     @Flag(name: .customLong("no-unet"), help: "Skip the diffusion U-Net part.") var noUNet = false
+    @Flag(name: .customLong("no-vit"), help: "Skip the ViT part.") var noViT = false
 
     func run() throws {
         try runReportingErrors {
-            try BenchmarkJob.run(json: json, gemmOnly: gemmOnly, archs: archs, imageSize: imageSize, batch: batch,
+            try BenchmarkJob.run(json: json, gemmOnly: gemmOnly, archs: noViT ? [] : archs, imageSize: imageSize, batch: batch,
                                  seconds: seconds, startupLine: blasStartupLine, unetImageSize: unetImageSize,
                                  unet: !noUNet) { line in
                 print(line)
