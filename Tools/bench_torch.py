@@ -39,11 +39,57 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+# The diffusion detector's U-Net (Configs/diffusion-default.json's `diffusion` section; diffusers names). Benchmarked
+# as arch "unet_ddpm" at --image-size (use 64 for the default config): forward = eps_theta(x_t, t); train = forward +
+# backward of sum(r * eps) to every parameter; input_grad = the same loss w.r.t. x_t only.
+UNET_CONFIG = dict(in_channels=3, out_channels=3, block_out_channels=(32, 64, 64), layers_per_block=1,
+                   down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+                   up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"), attention_head_dim=8, norm_num_groups=8)
+
+
+def run_unet(step, args):
+    import torch
+    import diffusers
+
+    torch.manual_seed(0)
+    model = diffusers.UNet2DModel(sample_size=args.image_size, **UNET_CONFIG)
+    gen = torch.Generator().manual_seed(1)
+    x0 = torch.randn((args.batch, 3, args.image_size, args.image_size), generator=gen)
+    t = torch.randint(0, 1000, (args.batch,), generator=gen)
+    r = torch.randn(x0.shape, generator=gen)
+    if step == "forward":
+        model.eval()
+
+        def iteration():
+            with torch.no_grad():
+                model(x0, t).sample
+    elif step == "train":
+        model.train()
+
+        def iteration():
+            model.zero_grad(set_to_none=True)
+            (model(x0, t).sample * r).sum().backward()
+    elif step == "input_grad":
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+
+        def iteration():
+            x = x0.clone().requires_grad_(True)
+            (model(x, t).sample * r).sum().backward()
+    else:
+        raise ValueError(step)
+    return model, iteration, {"diffusers": diffusers.__version__}
+
+
 def run_one(arch, step, args):
     import torch
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
+    if arch == "unet_ddpm":
+        model, iteration, extra = run_unet(step, args)
+        return timed(arch, step, args, model, iteration, extra)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import timm_env
 
@@ -87,6 +133,14 @@ def run_one(arch, step, args):
     else:
         raise ValueError(step)
 
+    extra = {"attention": "fused_sdpa" if getattr(model.blocks[0].attn, "fused_attn", False) else "explicit",
+             "timm": timm.__version__}
+    return timed(arch, step, args, model, iteration, extra)
+
+
+def timed(arch, step, args, model, iteration, extra):
+    import torch
+
     iteration()  # warm-up
     times = []
     start = time.perf_counter()
@@ -111,10 +165,9 @@ def run_one(arch, step, args):
         "best_sec_per_iter": round(min(times), 4),
         "iters": len(times),
         "threads": args.threads,
-        "attention": "fused_sdpa" if getattr(model.blocks[0].attn, "fused_attn", False) else "explicit",
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "torch": torch.__version__,
-        "timm": timm.__version__,
+        **extra,
         "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
     }
 

@@ -135,6 +135,62 @@ public protocol Kernels<Scalar>: AnyObject, Sendable {
     func dropoutBackward(_ dX: UnsafeMutablePointer<Scalar>, _ dOut: UnsafePointer<Scalar>,
                          _ mask: UnsafePointer<Scalar>, count: Int)
 
+    // MARK: convolutional layers (the diffusion U-Net)
+
+    /// ``Conv2d`` (im2col + GEMM): out (B, OC, OH, OW); x (B, CI, H, W); weight (OC, CI, K, K); bias (OC);
+    /// cols, dCols (CI·K·K, OH·OW) scratch.
+    func conv2dForward(_ out: UnsafeMutablePointer<Scalar>, _ cols: UnsafeMutablePointer<Scalar>,
+                       _ x: UnsafePointer<Scalar>, _ weight: UnsafePointer<Scalar>, _ bias: UnsafePointer<Scalar>?,
+                       batch: Int, inChannels: Int, height: Int, width: Int, outChannels: Int, kernel: Int,
+                       stride: Int, padding: Int)
+    func conv2dBackward(_ dX: UnsafeMutablePointer<Scalar>?, _ dWeight: UnsafeMutablePointer<Scalar>?,
+                        _ dBias: UnsafeMutablePointer<Scalar>?, _ cols: UnsafeMutablePointer<Scalar>,
+                        _ dCols: UnsafeMutablePointer<Scalar>, _ dOut: UnsafePointer<Scalar>,
+                        _ x: UnsafePointer<Scalar>, _ weight: UnsafePointer<Scalar>, batch: Int, inChannels: Int,
+                        height: Int, width: Int, outChannels: Int, kernel: Int, stride: Int, padding: Int)
+
+    /// ``GroupNorm``: out, x (B, C, HW); mean, rstd (B, G) cache; weight, bias (C).
+    func groupNormForward(_ out: UnsafeMutablePointer<Scalar>, _ mean: UnsafeMutablePointer<Scalar>,
+                          _ rstd: UnsafeMutablePointer<Scalar>, _ x: UnsafePointer<Scalar>,
+                          _ weight: UnsafePointer<Scalar>, _ bias: UnsafePointer<Scalar>, batch: Int, channels: Int,
+                          groups: Int, pixels: Int, eps: Scalar)
+    func groupNormBackward(_ dX: UnsafeMutablePointer<Scalar>?, _ dWeight: UnsafeMutablePointer<Scalar>?,
+                           _ dBias: UnsafeMutablePointer<Scalar>?, _ dOut: UnsafePointer<Scalar>,
+                           _ x: UnsafePointer<Scalar>, _ weight: UnsafePointer<Scalar>, _ mean: UnsafePointer<Scalar>,
+                           _ rstd: UnsafePointer<Scalar>, batch: Int, channels: Int, groups: Int, pixels: Int)
+
+    /// ``SiLU`` on n elements.
+    func siluForward(_ out: UnsafeMutablePointer<Scalar>, _ x: UnsafePointer<Scalar>, count: Int)
+    func siluBackward(_ dX: UnsafeMutablePointer<Scalar>, _ dOut: UnsafePointer<Scalar>, _ x: UnsafePointer<Scalar>,
+                      count: Int)
+
+    /// ``UpsampleNearest2x``: out (R, 2H, 2W); x (R, H, W).
+    func upsampleNearest2xForward(_ out: UnsafeMutablePointer<Scalar>, _ x: UnsafePointer<Scalar>, planes: Int,
+                                  height: Int, width: Int)
+    func upsampleNearest2xBackward(_ dX: UnsafeMutablePointer<Scalar>, _ dOut: UnsafePointer<Scalar>, planes: Int,
+                                   height: Int, width: Int)
+
+    /// ``Transpose``: out (B, cols, rows) from x (B, rows, cols); backward adds.
+    func transposeForward(_ out: UnsafeMutablePointer<Scalar>, _ x: UnsafePointer<Scalar>, batch: Int, rows: Int,
+                          cols: Int)
+    func transposeBackward(_ dX: UnsafeMutablePointer<Scalar>, _ dOut: UnsafePointer<Scalar>, batch: Int, rows: Int,
+                           cols: Int)
+
+    /// ``ChannelAdd``: out, x (B, C, HW); t (B, C).
+    func channelAddForward(_ out: UnsafeMutablePointer<Scalar>, _ x: UnsafePointer<Scalar>,
+                           _ t: UnsafePointer<Scalar>, batch: Int, channels: Int, pixels: Int)
+    func channelAddBackward(_ dX: UnsafeMutablePointer<Scalar>?, _ dT: UnsafeMutablePointer<Scalar>?,
+                            _ dOut: UnsafePointer<Scalar>, batch: Int, channels: Int, pixels: Int)
+
+    /// Strided 2-D accumulate, `dst[r·dstStride + j] += src[r·srcStride + j]` (the backward of a ``copy2D(_:dstStride:_:srcStride:rows:columns:)``
+    /// concatenation).
+    func addInto2D(_ dst: UnsafeMutablePointer<Scalar>, dstStride: Int, _ src: UnsafePointer<Scalar>, srcStride: Int,
+                   rows: Int, columns: Int)
+
+    /// ``TimestepEmbedding``: out (B, D) for B timesteps (no gradient).
+    func timestepEmbedding(_ out: UnsafeMutablePointer<Scalar>, timesteps: [Double], dim: Int, flipSinToCos: Bool,
+                           downscaleFreqShift: Double)
+
     // MARK: losses and optimizer
 
     /// ``PatchBCE``: logits, labels (B, Np); backward adds `weight·(σ(x) − y)/B` into dLogits.

@@ -38,8 +38,25 @@ struct Train: ParsableCommand {
             }
             let config = try options.loadConfig()
             // Before the run directory is touched: a failed resume must not rewrite the run's config.json.
-            if let resume { try Trainer.checkResumable(runDirectory: resume, config: config) }
+            if let resume {
+                if config.model.kind == .diffusion {
+                    let path = (resume as NSString).appendingPathComponent("checkpoint.safetensors")
+                    let epoch = try DiffusionModel.state(of: try SafeTensorsFile.load(path: path)).epoch
+                    try Trainer.checkResumable(epoch: epoch, checkpoint: path, epochs: config.train.epochs)
+                } else {
+                    try Trainer.checkResumable(runDirectory: resume, config: config)
+                }
+            }
             let run = try options.openRun(command: "train", config: config)
+            if config.model.kind == .diffusion {
+                let summary = try DiffusionTrainer(config: config, run: run).train(resume: resume != nil)
+                if let last = summary.epochs.last {
+                    run.log(String(format: "done: %d epochs in %@, final loss %.4f", summary.epochs.count,
+                                   ProgressBar.clock(summary.seconds), last.loss))
+                }
+                run.log("checkpoint: \(summary.checkpoint)")
+                return
+            }
             let summary = try Trainer(config: config, run: run).train(resume: resume != nil)
             if let last = summary.epochs.last {
                 run.log(String(format: "done: %d epochs in %@, final loss %.4f (bce %.4f, reg %.3e)",

@@ -104,7 +104,7 @@ let opTable: [OpCase] = [
     op("patchBCE", inputs: [[3, 4]], std: [2], consts: [[3, 4]],
        makeConsts: { rng, c in rng.fillUniform(c[0].buffer, lo: 0, hi: 1) }, outs: [], scalar: true, G.patchBCE),
     op("attentionKL", inputs: [[B, NH, N, N]], uniform: (0.05, 1), outs: [], scalar: true, G.attentionKL),
-]
+] + convOpTable
 
 /// The op bodies, generic over the scalar.
 enum G {}

@@ -5,7 +5,8 @@ import PatchGuardCore
 /// each line handed to `emit` as soon as it is measured (a table row, or one JSON object with `json`).
 public enum BenchmarkJob {
     public static func run(json: Bool, gemmOnly: Bool, archs: [String], imageSize: Int, batch: Int, seconds: Double,
-                           startupLine: String, emit: @escaping (String) -> Void) throws {
+                           startupLine: String, unetImageSize: Int = 64, unet: Bool = true,
+                           emit: @escaping (String) -> Void) throws {
         if !json { emit(startupLine) }
         for r in GEMMBenchmark.run() {
             if json {
@@ -19,11 +20,18 @@ public enum BenchmarkJob {
             return
         }
         if !json { emit("\nViT, batch \(batch), \(imageSize) px (img/s; peak RSS grows monotonically within one process):") }
-        _ = try ViTBenchmark.run(archs: archs, imageSize: imageSize, batch: batch, minSeconds: seconds) { row in
+        let line = { (row: ViTBenchmark.Row) in
             emit(json ? row.jsonLine
                       : row.arch.padding(toLength: 28, withPad: " ", startingAt: 0)
                         + row.step.padding(toLength: 12, withPad: " ", startingAt: 0)
                         + String(format: "%8.2f img/s   peak RSS %6.0f MiB", row.imgPerS, row.peakRSSMB))
+        }
+        if !archs.isEmpty {
+            _ = try ViTBenchmark.run(archs: archs, imageSize: imageSize, batch: batch, minSeconds: seconds, progress: line)
+        }
+        if unet {
+            if !json { emit("\nDiffusion U-Net (Configs/diffusion-default.json), batch \(batch), \(unetImageSize) px:") }
+            _ = try UNetBenchmark.run(imageSize: unetImageSize, batch: batch, minSeconds: seconds, progress: line)
         }
     }
 }

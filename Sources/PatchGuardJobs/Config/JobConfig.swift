@@ -21,6 +21,8 @@ public struct JobConfig: Codable, Equatable, Sendable {
     public var synthesis = SynthesisConfig()
     /// Grad-CAM foreground masks (`patchguard foreground`); see `ForegroundConfig`.
     public var foreground = ForegroundConfig()
+    /// The diffusion detector (`model.kind = "diffusion"`); see `DiffusionConfig`.
+    public var diffusion = DiffusionConfig()
 
     public init() {}
 }
@@ -160,28 +162,32 @@ extension JobConfig {
         // data
         try range("data.image_size", data.imageSize, 8...Self.maxImageSize)
         try range("data.cache_mb", data.cacheMB, 0...(1 << 20))
-        // model
-        let vit: ViTConfig
-        do { vit = try ViTConfig.preset(model.arch, imageSize: data.imageSize) } catch let e as PatchGuardError {
-            throw fail("model.arch: \(e.description)")
+        // model (PatchGuard's ViT and discriminator; the diffusion detector has its own section)
+        var vitConfig: ViTConfig?
+        if model.kind == .patchguard {
+            let vit: ViTConfig
+            do { vit = try ViTConfig.preset(model.arch, imageSize: data.imageSize) } catch let e as PatchGuardError {
+                throw fail("model.arch: \(e.description)")
+            }
+            try check(data.imageSize % vit.patchSize == 0,
+                      "data.image_size \(data.imageSize) must be a multiple of \(model.arch)'s patch size \(vit.patchSize)")
+            try check(model.featureLayers.count <= vit.depth,
+                      "model.feature_layers has \(model.featureLayers.count) entries, \(model.arch) has \(vit.depth) layers")
+            for (i, l) in model.featureLayers.enumerated() {
+                try check((1...vit.depth).contains(l),
+                          "model.feature_layers.\(i) is \(l), outside 1...\(vit.depth) for \(model.arch)")
+            }
+            let d = model.discriminator
+            let width = vit.dim * max(1, model.featureLayers.count)
+            try range("model.discriminator.layers", d.layers, 1...64)
+            try range("model.discriminator.heads", d.heads, 1...width)
+            try check(width % d.heads == 0,
+                      "model.discriminator.heads \(d.heads) must divide the discriminator's width \(width) " +
+                      "(\(model.arch)'s \(vit.dim) × \(max(1, model.featureLayers.count)) feature layers)")
+            try range("model.discriminator.hidden", d.hidden, 1...65536)
+            try check(d.dropout >= 0 && d.dropout < 1, "model.discriminator.dropout must be in [0, 1), got \(d.dropout)")
+            vitConfig = vit
         }
-        try check(data.imageSize % vit.patchSize == 0,
-                  "data.image_size \(data.imageSize) must be a multiple of \(model.arch)'s patch size \(vit.patchSize)")
-        try check(model.featureLayers.count <= vit.depth,
-                  "model.feature_layers has \(model.featureLayers.count) entries, \(model.arch) has \(vit.depth) layers")
-        for (i, l) in model.featureLayers.enumerated() {
-            try check((1...vit.depth).contains(l),
-                      "model.feature_layers.\(i) is \(l), outside 1...\(vit.depth) for \(model.arch)")
-        }
-        let d = model.discriminator
-        let width = vit.dim * max(1, model.featureLayers.count)
-        try range("model.discriminator.layers", d.layers, 1...64)
-        try range("model.discriminator.heads", d.heads, 1...width)
-        try check(width % d.heads == 0,
-                  "model.discriminator.heads \(d.heads) must divide the discriminator's width \(width) " +
-                  "(\(model.arch)'s \(vit.dim) × \(max(1, model.featureLayers.count)) feature layers)")
-        try range("model.discriminator.hidden", d.hidden, 1...65536)
-        try check(d.dropout >= 0 && d.dropout < 1, "model.discriminator.dropout must be in [0, 1), got \(d.dropout)")
         // train
         try range("train.epochs", train.epochs, 1...1_000_000)
         try range("train.batch_size", train.batchSize, 1...4096)
@@ -194,15 +200,17 @@ extension JobConfig {
                   "train.lr_min_factor must be in (0, 1], got \(train.lrMinFactor)")
         try range("train.clean_warmup_epochs", train.cleanWarmupEpochs, 0...1_000_000)
         try range("train.checkpoint_every", train.checkpointEvery, 0...1_000_000)
-        if train.regLayers.count != train.regWeights.count {
-            throw fail("train.reg_layers (\(train.regLayers.count)) and train.reg_weights (\(train.regWeights.count)) must have the same length")
-        }
-        for (i, l) in train.regLayers.enumerated() {
-            try check((1...vit.depth).contains(l), "train.reg_layers.\(i) is \(l), outside 1...\(vit.depth) for " +
-                      "\(model.arch) (set train.reg_layers/reg_weights for this depth, e.g. [\(vit.depth / 2), \(vit.depth)])")
-        }
-        for (i, w) in train.regWeights.enumerated() {
-            try check(w.isFinite && w >= 0, "train.reg_weights.\(i) must be a finite number ≥ 0, got \(w)")
+        if let vit = vitConfig {
+            if train.regLayers.count != train.regWeights.count {
+                throw fail("train.reg_layers (\(train.regLayers.count)) and train.reg_weights (\(train.regWeights.count)) must have the same length")
+            }
+            for (i, l) in train.regLayers.enumerated() {
+                try check((1...vit.depth).contains(l), "train.reg_layers.\(i) is \(l), outside 1...\(vit.depth) for " +
+                          "\(model.arch) (set train.reg_layers/reg_weights for this depth, e.g. [\(vit.depth / 2), \(vit.depth)])")
+            }
+            for (i, w) in train.regWeights.enumerated() {
+                try check(w.isFinite && w >= 0, "train.reg_weights.\(i) must be a finite number ≥ 0, got \(w)")
+            }
         }
         try check(train.validationFraction.isFinite && train.validationFraction >= 0 && train.validationFraction < 1,
                   "train.validation_fraction must be in [0, 1) (0 = no validation split), got \(train.validationFraction)")
@@ -230,15 +238,18 @@ extension JobConfig {
         if eval.topK < 1 { throw fail("eval.top_k must be ≥ 1") }
         try synthesis.validate()
         try foreground.validate()
+        if model.kind == .diffusion, let problem = diffusion.problem(imageSize: data.imageSize) { throw fail(problem) }
         // memory: the attention maps backward keeps, for the largest batch
-        let batch = max(train.batchSize, eval.batchSize, 8)
-        let need = Self.attentionBytes(vit: vit, discriminator: d, batch: batch)
-        let have = Double(ProcessInfo.processInfo.physicalMemory)
-        try check(need <= have, String(format:
-            "data.image_size %d with model.arch %@ needs about %.1f GiB for the attention maps of a batch of %d " +
-            "(%d tokens per image), more than this machine's %.1f GiB of memory; lower data.image_size or the batch sizes",
-            data.imageSize, model.arch, need / 1_073_741_824, batch, (data.imageSize / vit.patchSize) * (data.imageSize / vit.patchSize) + 1 + vit.numRegisters,
-            have / 1_073_741_824))
+        if let vit = vitConfig {
+            let batch = max(train.batchSize, eval.batchSize, 8)
+            let need = Self.attentionBytes(vit: vit, discriminator: model.discriminator, batch: batch)
+            let have = Double(ProcessInfo.processInfo.physicalMemory)
+            try check(need <= have, String(format:
+                "data.image_size %d with model.arch %@ needs about %.1f GiB for the attention maps of a batch of %d " +
+                "(%d tokens per image), more than this machine's %.1f GiB of memory; lower data.image_size or the batch sizes",
+                data.imageSize, model.arch, need / 1_073_741_824, batch, (data.imageSize / vit.patchSize) * (data.imageSize / vit.patchSize) + 1 + vit.numRegisters,
+                have / 1_073_741_824))
+        }
     }
 
     /// Largest `data.image_size` (a 8192-px side is already 67 M pixels per image).

@@ -87,7 +87,7 @@ public final class Trainer {
         return epoch
     }
 
-    static func checkResumable(epoch: Int, checkpoint: String, epochs: Int) throws {
+    public static func checkResumable(epoch: Int, checkpoint: String, epochs: Int) throws {
         if epoch > epochs {
             throw PatchGuardError.config(
                 "--resume: \(checkpoint) is at epoch \(epoch), past train.epochs = \(epochs); " +

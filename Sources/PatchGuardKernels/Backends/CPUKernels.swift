@@ -242,6 +242,97 @@ extension CPUKernelsBase {
         Dropout.backward(dX, dOut, mask, count: count)
     }
 
+    // MARK: convolutional layers
+
+    public func conv2dForward(_ out: UnsafeMutablePointer<Scalar>, _ cols: UnsafeMutablePointer<Scalar>,
+                              _ x: UnsafePointer<Scalar>, _ weight: UnsafePointer<Scalar>,
+                              _ bias: UnsafePointer<Scalar>?, batch: Int, inChannels: Int, height: Int, width: Int,
+                              outChannels: Int, kernel: Int, stride: Int, padding: Int) {
+        Conv2d.forward(out, cols, x, weight, bias, batch: batch, inChannels: inChannels, height: height, width: width,
+                       outChannels: outChannels, kernel: kernel, stride: stride, padding: padding)
+    }
+
+    public func conv2dBackward(_ dX: UnsafeMutablePointer<Scalar>?, _ dWeight: UnsafeMutablePointer<Scalar>?,
+                               _ dBias: UnsafeMutablePointer<Scalar>?, _ cols: UnsafeMutablePointer<Scalar>,
+                               _ dCols: UnsafeMutablePointer<Scalar>, _ dOut: UnsafePointer<Scalar>,
+                               _ x: UnsafePointer<Scalar>, _ weight: UnsafePointer<Scalar>, batch: Int,
+                               inChannels: Int, height: Int, width: Int, outChannels: Int, kernel: Int, stride: Int,
+                               padding: Int) {
+        Conv2d.backward(dX, dWeight, dBias, cols, dCols, dOut, x, weight, batch: batch, inChannels: inChannels,
+                        height: height, width: width, outChannels: outChannels, kernel: kernel, stride: stride,
+                        padding: padding)
+    }
+
+    public func groupNormForward(_ out: UnsafeMutablePointer<Scalar>, _ mean: UnsafeMutablePointer<Scalar>,
+                                 _ rstd: UnsafeMutablePointer<Scalar>, _ x: UnsafePointer<Scalar>,
+                                 _ weight: UnsafePointer<Scalar>, _ bias: UnsafePointer<Scalar>, batch: Int,
+                                 channels: Int, groups: Int, pixels: Int, eps: Scalar) {
+        GroupNorm.forward(out, mean, rstd, x, weight, bias, batch: batch, channels: channels, groups: groups,
+                          pixels: pixels, eps: eps)
+    }
+
+    public func groupNormBackward(_ dX: UnsafeMutablePointer<Scalar>?, _ dWeight: UnsafeMutablePointer<Scalar>?,
+                                  _ dBias: UnsafeMutablePointer<Scalar>?, _ dOut: UnsafePointer<Scalar>,
+                                  _ x: UnsafePointer<Scalar>, _ weight: UnsafePointer<Scalar>,
+                                  _ mean: UnsafePointer<Scalar>, _ rstd: UnsafePointer<Scalar>, batch: Int,
+                                  channels: Int, groups: Int, pixels: Int) {
+        GroupNorm.backward(dX, dWeight, dBias, dOut, x, weight, mean, rstd, batch: batch, channels: channels,
+                           groups: groups, pixels: pixels)
+    }
+
+    public func siluForward(_ out: UnsafeMutablePointer<Scalar>, _ x: UnsafePointer<Scalar>, count: Int) {
+        SiLU.forward(out, x, count: count)
+    }
+
+    public func siluBackward(_ dX: UnsafeMutablePointer<Scalar>, _ dOut: UnsafePointer<Scalar>,
+                             _ x: UnsafePointer<Scalar>, count: Int) {
+        SiLU.backward(dX, dOut, x, count: count)
+    }
+
+    public func upsampleNearest2xForward(_ out: UnsafeMutablePointer<Scalar>, _ x: UnsafePointer<Scalar>,
+                                         planes: Int, height: Int, width: Int) {
+        UpsampleNearest2x.forward(out, x, planes: planes, height: height, width: width)
+    }
+
+    public func upsampleNearest2xBackward(_ dX: UnsafeMutablePointer<Scalar>, _ dOut: UnsafePointer<Scalar>,
+                                          planes: Int, height: Int, width: Int) {
+        UpsampleNearest2x.backward(dX, dOut, planes: planes, height: height, width: width)
+    }
+
+    public func transposeForward(_ out: UnsafeMutablePointer<Scalar>, _ x: UnsafePointer<Scalar>, batch: Int,
+                                 rows: Int, cols: Int) {
+        Transpose.forward(out, x, batch: batch, rows: rows, cols: cols)
+    }
+
+    public func transposeBackward(_ dX: UnsafeMutablePointer<Scalar>, _ dOut: UnsafePointer<Scalar>, batch: Int,
+                                  rows: Int, cols: Int) {
+        Transpose.backward(dX, dOut, batch: batch, rows: rows, cols: cols)
+    }
+
+    public func channelAddForward(_ out: UnsafeMutablePointer<Scalar>, _ x: UnsafePointer<Scalar>,
+                                  _ t: UnsafePointer<Scalar>, batch: Int, channels: Int, pixels: Int) {
+        ChannelAdd.forward(out, x, t, batch: batch, channels: channels, pixels: pixels)
+    }
+
+    public func channelAddBackward(_ dX: UnsafeMutablePointer<Scalar>?, _ dT: UnsafeMutablePointer<Scalar>?,
+                                   _ dOut: UnsafePointer<Scalar>, batch: Int, channels: Int, pixels: Int) {
+        ChannelAdd.backward(dX, dT, dOut, batch: batch, channels: channels, pixels: pixels)
+    }
+
+    public func addInto2D(_ dst: UnsafeMutablePointer<Scalar>, dstStride: Int, _ src: UnsafePointer<Scalar>,
+                          srcStride: Int, rows: Int, columns: Int) {
+        parallelFor(rows, minChunk: max(1, 16384 / max(1, columns))) { r in
+            let d = dst + r * dstStride, s = src + r * srcStride
+            for j in 0..<columns { d[j] += s[j] }
+        }
+    }
+
+    public func timestepEmbedding(_ out: UnsafeMutablePointer<Scalar>, timesteps: [Double], dim: Int,
+                                  flipSinToCos: Bool, downscaleFreqShift: Double) {
+        TimestepEmbedding.forward(out, timesteps: timesteps, dim: dim, flipSinToCos: flipSinToCos,
+                                  downscaleFreqShift: downscaleFreqShift)
+    }
+
     // MARK: losses and optimizer
 
     public func patchBCEForward(_ logits: UnsafePointer<Scalar>, _ labels: UnsafePointer<Scalar>, batch: Int,

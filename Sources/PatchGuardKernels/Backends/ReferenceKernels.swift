@@ -373,6 +373,184 @@ extension ReferenceKernelsBase {
         for i in 0..<count { dX[i] += dOut[i] * mask[i] }
     }
 
+    // MARK: convolutional layers (direct loops: no im2col, no GEMM)
+
+    public func conv2dForward(_ out: UnsafeMutablePointer<Scalar>, _ cols: UnsafeMutablePointer<Scalar>,
+                              _ x: UnsafePointer<Scalar>, _ weight: UnsafePointer<Scalar>,
+                              _ bias: UnsafePointer<Scalar>?, batch: Int, inChannels CI: Int, height H: Int,
+                              width W: Int, outChannels OC: Int, kernel K: Int, stride S: Int, padding Pd: Int) {
+        let OH = (H + 2 * Pd - K) / S + 1, OW = (W + 2 * Pd - K) / S + 1
+        for b in 0..<batch {
+            for o in 0..<OC {
+                for oy in 0..<OH {
+                    for ox in 0..<OW {
+                        var s: Scalar = bias?[o] ?? 0
+                        for ci in 0..<CI {
+                            for ky in 0..<K {
+                                let iy = oy * S - Pd + ky
+                                if iy < 0 || iy >= H { continue }
+                                for kx in 0..<K {
+                                    let ix = ox * S - Pd + kx
+                                    if ix < 0 || ix >= W { continue }
+                                    s += x[((b * CI + ci) * H + iy) * W + ix] * weight[((o * CI + ci) * K + ky) * K + kx]
+                                }
+                            }
+                        }
+                        out[((b * OC + o) * OH + oy) * OW + ox] = s
+                    }
+                }
+            }
+        }
+    }
+
+    public func conv2dBackward(_ dX: UnsafeMutablePointer<Scalar>?, _ dWeight: UnsafeMutablePointer<Scalar>?,
+                               _ dBias: UnsafeMutablePointer<Scalar>?, _ cols: UnsafeMutablePointer<Scalar>,
+                               _ dCols: UnsafeMutablePointer<Scalar>, _ dOut: UnsafePointer<Scalar>,
+                               _ x: UnsafePointer<Scalar>, _ weight: UnsafePointer<Scalar>, batch: Int,
+                               inChannels CI: Int, height H: Int, width W: Int, outChannels OC: Int, kernel K: Int,
+                               stride S: Int, padding Pd: Int) {
+        let OH = (H + 2 * Pd - K) / S + 1, OW = (W + 2 * Pd - K) / S + 1
+        for b in 0..<batch {
+            for o in 0..<OC {
+                for oy in 0..<OH {
+                    for ox in 0..<OW {
+                        let g = dOut[((b * OC + o) * OH + oy) * OW + ox]
+                        if let dBias { dBias[o] += g }
+                        for ci in 0..<CI {
+                            for ky in 0..<K {
+                                let iy = oy * S - Pd + ky
+                                if iy < 0 || iy >= H { continue }
+                                for kx in 0..<K {
+                                    let ix = ox * S - Pd + kx
+                                    if ix < 0 || ix >= W { continue }
+                                    let xi = ((b * CI + ci) * H + iy) * W + ix, wi = ((o * CI + ci) * K + ky) * K + kx
+                                    if let dX { dX[xi] += g * weight[wi] }
+                                    if let dWeight { dWeight[wi] += g * x[xi] }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    public func groupNormForward(_ out: UnsafeMutablePointer<Scalar>, _ mean: UnsafeMutablePointer<Scalar>,
+                                 _ rstd: UnsafeMutablePointer<Scalar>, _ x: UnsafePointer<Scalar>,
+                                 _ weight: UnsafePointer<Scalar>, _ bias: UnsafePointer<Scalar>, batch: Int,
+                                 channels C: Int, groups G: Int, pixels HW: Int, eps: Scalar) {
+        let cg = C / G, n = cg * HW
+        for bg in 0..<(batch * G) {
+            var s: Scalar = 0
+            for i in 0..<n { s += x[bg * n + i] }
+            let m = s / Scalar(n)
+            var v: Scalar = 0
+            for i in 0..<n { v += (x[bg * n + i] - m) * (x[bg * n + i] - m) }
+            let rs = 1 / (v / Scalar(n) + eps).squareRoot()
+            for i in 0..<n {
+                let c = (bg % G) * cg + i / HW
+                out[bg * n + i] = (x[bg * n + i] - m) * rs * weight[c] + bias[c]
+            }
+            mean[bg] = m; rstd[bg] = rs
+        }
+    }
+
+    public func groupNormBackward(_ dX: UnsafeMutablePointer<Scalar>?, _ dWeight: UnsafeMutablePointer<Scalar>?,
+                                  _ dBias: UnsafeMutablePointer<Scalar>?, _ dOut: UnsafePointer<Scalar>,
+                                  _ x: UnsafePointer<Scalar>, _ weight: UnsafePointer<Scalar>,
+                                  _ mean: UnsafePointer<Scalar>, _ rstd: UnsafePointer<Scalar>, batch: Int,
+                                  channels C: Int, groups G: Int, pixels HW: Int) {
+        let cg = C / G, n = cg * HW
+        for bg in 0..<(batch * G) {
+            let m = mean[bg], rs = rstd[bg]
+            var gMean: Scalar = 0, gxMean: Scalar = 0
+            for i in 0..<n {
+                let c = (bg % G) * cg + i / HW
+                let xh = (x[bg * n + i] - m) * rs, g = dOut[bg * n + i]
+                gMean += g * weight[c]; gxMean += g * weight[c] * xh
+                if let dWeight { dWeight[c] += g * xh }
+                if let dBias { dBias[c] += g }
+            }
+            gMean /= Scalar(n); gxMean /= Scalar(n)
+            if let dX {
+                for i in 0..<n {
+                    let c = (bg % G) * cg + i / HW
+                    let xh = (x[bg * n + i] - m) * rs
+                    dX[bg * n + i] += rs * (dOut[bg * n + i] * weight[c] - gMean - xh * gxMean)
+                }
+            }
+        }
+    }
+
+    public func siluForward(_ out: UnsafeMutablePointer<Scalar>, _ x: UnsafePointer<Scalar>, count: Int) {
+        for i in 0..<count { out[i] = x[i] / (1 + Scalar(Foundation.exp(-Double(x[i])))) }
+    }
+
+    public func siluBackward(_ dX: UnsafeMutablePointer<Scalar>, _ dOut: UnsafePointer<Scalar>,
+                             _ x: UnsafePointer<Scalar>, count: Int) {
+        for i in 0..<count {
+            let s = 1 / (1 + Scalar(Foundation.exp(-Double(x[i]))))
+            dX[i] += dOut[i] * (s + x[i] * s * (1 - s))
+        }
+    }
+
+    public func upsampleNearest2xForward(_ out: UnsafeMutablePointer<Scalar>, _ x: UnsafePointer<Scalar>,
+                                         planes: Int, height H: Int, width W: Int) {
+        for r in 0..<planes {
+            for y in 0..<(2 * H) { for xx in 0..<(2 * W) { out[(r * 2 * H + y) * 2 * W + xx] = x[(r * H + y / 2) * W + xx / 2] } }
+        }
+    }
+
+    public func upsampleNearest2xBackward(_ dX: UnsafeMutablePointer<Scalar>, _ dOut: UnsafePointer<Scalar>,
+                                          planes: Int, height H: Int, width W: Int) {
+        for r in 0..<planes {
+            for y in 0..<(2 * H) { for xx in 0..<(2 * W) { dX[(r * H + y / 2) * W + xx / 2] += dOut[(r * 2 * H + y) * 2 * W + xx] } }
+        }
+    }
+
+    public func transposeForward(_ out: UnsafeMutablePointer<Scalar>, _ x: UnsafePointer<Scalar>, batch: Int,
+                                 rows: Int, cols: Int) {
+        for b in 0..<batch { for i in 0..<rows { for j in 0..<cols { out[(b * cols + j) * rows + i] = x[(b * rows + i) * cols + j] } } }
+    }
+
+    public func transposeBackward(_ dX: UnsafeMutablePointer<Scalar>, _ dOut: UnsafePointer<Scalar>, batch: Int,
+                                  rows: Int, cols: Int) {
+        for b in 0..<batch { for i in 0..<rows { for j in 0..<cols { dX[(b * rows + i) * cols + j] += dOut[(b * cols + j) * rows + i] } } }
+    }
+
+    public func channelAddForward(_ out: UnsafeMutablePointer<Scalar>, _ x: UnsafePointer<Scalar>,
+                                  _ t: UnsafePointer<Scalar>, batch: Int, channels C: Int, pixels HW: Int) {
+        for bc in 0..<(batch * C) { for p in 0..<HW { out[bc * HW + p] = x[bc * HW + p] + t[bc] } }
+    }
+
+    public func channelAddBackward(_ dX: UnsafeMutablePointer<Scalar>?, _ dT: UnsafeMutablePointer<Scalar>?,
+                                   _ dOut: UnsafePointer<Scalar>, batch: Int, channels C: Int, pixels HW: Int) {
+        for bc in 0..<(batch * C) {
+            for p in 0..<HW {
+                if let dX { dX[bc * HW + p] += dOut[bc * HW + p] }
+                if let dT { dT[bc] += dOut[bc * HW + p] }
+            }
+        }
+    }
+
+    public func addInto2D(_ dst: UnsafeMutablePointer<Scalar>, dstStride: Int, _ src: UnsafePointer<Scalar>,
+                          srcStride: Int, rows: Int, columns: Int) {
+        for r in 0..<rows { for j in 0..<columns { dst[r * dstStride + j] += src[r * srcStride + j] } }
+    }
+
+    public func timestepEmbedding(_ out: UnsafeMutablePointer<Scalar>, timesteps: [Double], dim D: Int,
+                                  flipSinToCos: Bool, downscaleFreqShift: Double) {
+        let half = D / 2
+        for (b, t) in timesteps.enumerated() {
+            for i in 0..<half {
+                let a = t * Foundation.exp(-Foundation.log(10000.0) * Double(i) / (Double(half) - downscaleFreqShift))
+                let (first, second) = flipSinToCos ? (Foundation.cos(a), Foundation.sin(a)) : (Foundation.sin(a), Foundation.cos(a))
+                out[b * D + i] = Scalar(first); out[b * D + half + i] = Scalar(second)
+            }
+            if D % 2 == 1 { out[b * D + D - 1] = 0 }
+        }
+    }
+
     // MARK: losses and optimizer
 
     public func patchBCEForward(_ logits: UnsafePointer<Scalar>, _ labels: UnsafePointer<Scalar>, batch: Int,

@@ -46,6 +46,8 @@ public struct DiscriminatorConfig: Codable, Equatable, Sendable {
 public struct ModelConfig: Codable, Equatable, Sendable {
     public init() {}
 
+    /// Which detector: `"patchguard"` (default) or `"diffusion"` (the `diffusion` section).
+    public var kind: ModelKind = .patchguard
     /// A ViT preset named as timm names it (`vit_small_patch14_dinov2`, `vit_tiny_patch16_224`, …).
     public var arch = "vit_small_patch14_dinov2"
     /// Optional safetensors checkpoint for the backbone (timm names); empty = random initialisation.
@@ -55,7 +57,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     public var discriminator = DiscriminatorConfig()
 
     enum CodingKeys: String, CodingKey {
-        case arch, weights, featureLayers = "feature_layers", discriminator
+        case kind, arch, weights, featureLayers = "feature_layers", discriminator
     }
 }
 

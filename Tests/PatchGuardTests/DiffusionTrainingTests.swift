@@ -1,0 +1,119 @@
+import Foundation
+import Testing
+import PatchGuardCore
+import PatchGuardNN
+import PatchGuardData
+@testable import PatchGuardMethod
+@testable import PatchGuardJobs
+
+/// The diffusion detector's training and evaluation jobs on a tiny generated dataset (debug-build seconds):
+/// resume reaches the same weights, a non-finite loss stops with the last good checkpoint, train → evaluate
+/// (clean and an EOT attack through the detector protocol) writes sane metrics.
+@Suite(.serialized) struct DiffusionTrainingTests {
+    static func tinyJob() throws -> JobConfig {
+        let root = TrainingTests.tempDir("ddata")
+        try GeneratedDataset.write(to: root, seed: 4, imageSize: 16,
+                                   counts: GeneratedCounts(trainGood: 6, testGood: 3, testDefective: 4),
+                                   categories: [.widget])
+        var c = JobConfig()
+        c.seed = 7
+        c.model.kind = .diffusion
+        c.data.root = root; c.data.category = "widget"; c.data.imageSize = 16
+        c.diffusion.blockOutChannels = [8, 8]
+        c.diffusion.attentionLevels = [false, true]
+        c.diffusion.attentionHeadDim = 4
+        c.diffusion.normNumGroups = 4
+        c.diffusion.tStar = 50
+        c.train.epochs = 2; c.train.batchSize = 4; c.train.lr = 1e-3
+        c.eval.batchSize = 4
+        c.eval.attacks = [AttackSpec(name: .pgd, epsilon: 8.0 / 255, steps: 2, alpha: 0, target: .imageTopK,
+                                     eotSamples: 2)]
+        try c.validate(source: "test")
+        return c
+    }
+
+    /// The shipped diffusion configs load and validate; `model.kind` defaults to PatchGuard; a bad kind or a
+    /// U-Net whose channels do not fit its groups is an error naming the key.
+    @Test func configs() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        for name in ["diffusion-default.json", "diffusion-mvtec-cpu.json"] {
+            let c = try JobConfig.load(path: repo.appendingPathComponent("Configs/" + name).path)
+            #expect(c.model.kind == .diffusion)
+            try c.diffusion.unet(imageSize: c.data.imageSize).validate()
+        }
+        #expect(JobConfig().model.kind == .patchguard)
+        #expect(throws: PatchGuardError.self) { _ = try JobConfig.load(path: nil, overrides: ["model.kind=ddpm"]) }
+        do {
+            _ = try JobConfig.load(path: nil, overrides: ["model.kind=diffusion", "data.image_size=64",
+                                                          "diffusion.norm_num_groups=5"])
+            Issue.record("norm_num_groups 5 with 32 channels was accepted")
+        } catch let PatchGuardError.config(message) {
+            #expect(message.contains("norm_num_groups"))
+        }
+    }
+
+    func tensors(_ path: String) throws -> [String: [Float]] {
+        let f = try SafeTensorsFile.load(path: path)
+        var out: [String: [Float]] = [:]
+        for n in f.names { out[n] = try f.floats(n) }
+        return out
+    }
+
+    @Test func resumedRunEqualsUninterruptedRun() throws {
+        let config = try Self.tinyJob()
+        let full = try RunDirectory(path: TrainingTests.tempDir("dfull"), command: "train")
+        let summary = try DiffusionTrainer(config: config, run: full).train()
+        #expect(summary.epochs.count == 2 && summary.epochs.allSatisfy { $0.loss.isFinite && $0.loss > 0 })
+
+        let killedDir = TrainingTests.tempDir("dkilled")
+        let killed = DiffusionTrainer(config: config, run: try RunDirectory(path: killedDir, command: "train"))
+        killed.stopAfterBatches = 3  // 6 images, batch 4: epoch 1 has 2 batches
+        #expect(throws: PatchGuardError.self) { _ = try killed.train() }
+        #expect(try SafeTensorsFile.load(path: killed.checkpointPath).metadata["epoch"] == "1")
+        let resumed = try DiffusionTrainer(config: config, run: try RunDirectory(path: killedDir, command: "train"))
+            .train(resume: true)
+        #expect(resumed.epochs.map(\.epoch) == [1, 2])
+        let a = try tensors(full.file("checkpoint.safetensors")), b = try tensors(killed.checkpointPath)
+        #expect(a.keys.sorted() == b.keys.sorted())
+        for (name, values) in a { #expect(values == b[name], "tensor \(name) differs after resume") }
+        #expect(summary.epochs.map(\.loss) == resumed.epochs.map(\.loss))
+        #expect(a.keys.contains("ema.conv_in.weight") && a.keys.contains("mean_map"))
+        #expect(a["ema.conv_in.weight"] != a["conv_in.weight"])
+    }
+
+    @Test func nonFiniteLossStopsAndKeepsLastGoodCheckpoint() throws {
+        var config = try Self.tinyJob()
+        config.train.epochs = 1
+        let dir = TrainingTests.tempDir("dnan")
+        let first = DiffusionTrainer(config: config, run: try RunDirectory(path: dir, command: "train"))
+        _ = try first.train()
+        let before = try Data(contentsOf: URL(fileURLWithPath: first.checkpointPath))
+        config.train.epochs = 3; config.train.lr = 1e30
+        do {
+            _ = try DiffusionTrainer(config: config, run: try RunDirectory(path: dir, command: "train")).train(resume: true)
+            Issue.record("training with lr 1e30 did not stop")
+        } catch let PatchGuardError.numeric(message) {
+            #expect(message.contains("non-finite") || message.contains("NaN"))
+            #expect(message.contains("checkpoint.safetensors"))
+        }
+        let after = try Data(contentsOf: URL(fileURLWithPath: first.checkpointPath))
+        #expect(before == after, "the last good checkpoint was overwritten")
+    }
+
+    @Test func trainThenEvaluateCleanAndUnderEOTAttack() throws {
+        let config = try Self.tinyJob()
+        let dir = TrainingTests.tempDir("de2e")
+        let summary = try DiffusionTrainer(config: config, run: try RunDirectory(path: dir, command: "train")).train()
+        #expect(DiffusionEvaluationJob.isDiffusionCheckpoint(summary.checkpoint))
+        let job = try DiffusionEvaluationJob(checkpoint: summary.checkpoint)
+        #expect(job.config.model.kind == .diffusion && job.attacks.count == 1)
+        let results = try job.run(in: try RunDirectory(path: dir, command: "evaluate"), showProgress: false)
+        #expect(results.map(\.name) == ["clean", config.eval.attacks[0].label])
+        for r in results {
+            let image = try #require(r.imageAUROC), pixel = try #require(r.pixelAUROC)
+            #expect((0...1).contains(image) && (0...1).contains(pixel))
+        }
+        #expect(FileManager.default.fileExists(atPath: dir + "/metrics.json"))
+    }
+}
