@@ -21,6 +21,8 @@ public struct JobConfig: Codable, Equatable, Sendable {
     public var synthesis = SynthesisConfig()
     /// Grad-CAM foreground masks (`patchguard foreground`); see `ForegroundConfig`.
     public var foreground = ForegroundConfig()
+    /// Randomized-smoothing certification (`patchguard certify`); see `CertifyConfig`.
+    public var certify = CertifyConfig()
 
     public init() {}
 }
@@ -213,10 +215,11 @@ extension JobConfig {
         // eval
         if let problem = eval.problem() { throw fail(problem) }
         if eval.topK < 1 { throw fail("eval.top_k must be ≥ 1") }
+        if let problem = certify.problem() { throw fail(problem) }
         try synthesis.validate()
         try foreground.validate()
         // memory: the attention maps backward keeps, for the largest batch
-        let batch = max(train.batchSize, eval.batchSize, 8)
+        let batch = max(train.batchSize, eval.batchSize, certify.batchSize, 8)
         let need = Self.attentionBytes(vit: vit, discriminator: d, batch: batch)
         let have = Double(ProcessInfo.processInfo.physicalMemory)
         try check(need <= have, String(format:
