@@ -114,7 +114,12 @@ import PatchGuardData
             let v = s.certified.compactMap(\.imageAUROC)
             #expect(v.count == 3 && v[1] <= v[0] && v[2] <= v[1])
             #expect(s.clopperPearsonImages + s.empiricalBernsteinImages == 7)
+            let p = s.certified.compactMap(\.pixelAUROC)
+            #expect(p.count == 3 && p[1] <= p[0] && p[2] <= p[1], "\(p)")
+            #expect(s.smoothedPixelAUROC != nil)
         }
+        #expect(report.mapResolution == "2×2" && report.unsmoothedPixelAUROC != nil)
+        #expect(result.cells.count == 2 && result.cells[0].count == 7 * 4 && result.cellLabels.count == 7 * 4)
         for name in [CertificationResult.metricsJSON, CertificationResult.metricsMarkdown, CertificationResult.curveSVG,
                      CertificationResult.imagesCSV] {
             #expect(FileManager.default.fileExists(atPath: dir + "/" + name), "\(name)")
@@ -123,7 +128,8 @@ import PatchGuardData
         #expect(json["unsmoothed_image_auroc"] != nil && (json["sigmas"] as? [Any])?.count == 2)
         let csv = try String(contentsOfFile: dir + "/certify_images.csv", encoding: .utf8).split(separator: "\n")
         #expect(csv.count == 1 + 2 * 7 && csv[0].hasSuffix("lower_0.1,upper_0.1"))
-        #expect(report.table().contains("certified r=0") && report.table().contains("r=0.05"))
+        #expect(report.table().contains("certified r=0") && report.table().contains("r=0.05")
+                && report.table().contains("pixel 2×2"))
         // Reproducible: the same seed gives the same bounds.
         let again = try job.run(in: try RunDirectory(path: TrainingTests.tempDir("certify-run2"), command: "certify"),
                                 showProgress: false)

@@ -69,6 +69,23 @@ final class ConstantDetector: AnomalyDetector {
     }
 }
 
+/// A 2×2 map of linear cells m_p = w_p·x (image score: their mean), each with a closed-form smoothed value under
+/// the probit squash.
+final class LinearMapToyDetector: AnomalyDetector {
+    let cells = (0..<4).map { LinearToyDetector(scale: 1 + Double($0), bias: 0.1 * Float($0), seed: 10 + UInt64($0)) }
+    var imageSize: Int { 4 }
+    var mapHeight: Int { 2 }
+    var mapWidth: Int { 2 }
+    var isStochastic: Bool { false }
+    func outputs(_ images: UnsafePointer<Float>, batch: Int) -> DetectorOutput {
+        let per = cells.map { $0.outputs(images, batch: batch).scores }
+        let maps = (0..<batch).flatMap { b in per.map { $0[b] } }
+        return DetectorOutput(maps: maps, scores: (0..<batch).map { b in per.reduce(0) { $0 + $1[b] } / 4 })
+    }
+    func gradient(_ images: UnsafePointer<Float>, batch: Int, objective: AttackObjective,
+                  dImages: UnsafeMutablePointer<Float>) -> DetectorOutput { preconditionFailure("not needed") }
+}
+
 @Suite struct CertificationTests {
     // MARK: - The statistics
 
@@ -165,6 +182,30 @@ final class ConstantDetector: AnomalyDetector {
 
     @Test func mixedSelectionCovers() throws {
         try coverage(scale: 1.5, n0: 32, expect: nil)
+    }
+
+    /// Every map cell gets its own interval at α/M: all M cells of an image hold jointly at rate ≥ 1 − α
+    /// (Bonferroni), and the image's own result does not change when the cells are certified too.
+    @Test func mapCellsHoldJointlyAndLeaveTheImageResultAlone() throws {
+        let toy = LinearMapToyDetector()
+        let sigma = 0.25, alpha = 0.1, trials = 200
+        let smoothing = try RandomizedSmoothing(detector: toy, settings: SmoothingSettings(
+            sigma: sigma, n0: 16, samples: 150, alpha: alpha, batchSize: 32, squash: Squash(kind: .probit)))
+        var joint = 0
+        for t in 0..<trials {
+            var xr = SeededRNG(seed: 500 + UInt64(t))
+            let x = (0..<48).map { _ in Float(xr.uniform(0, 1)) }
+            var rng = SeededRNG(seed: 2, stream: UInt64(t))
+            var cellRNG: SeededRNG? = SeededRNG(seed: 3, stream: UInt64(t))
+            let (image, cells) = try smoothing.certify(x, using: &rng, cellRNG: &cellRNG)
+            #expect(cells.count == 4)
+            if zip(cells, toy.cells).allSatisfy({ $0.interval.contains($1.smoothed(x, sigma: sigma)) }) { joint += 1 }
+            if t < 3 {
+                var again = SeededRNG(seed: 2, stream: UInt64(t))
+                #expect(try smoothing.certify(x, using: &again) == image)
+            }
+        }
+        #expect(Double(joint) / Double(trials) >= 0.86, "joint coverage \(joint)/\(trials)")
     }
 
     @Test func drawsAreSeededAndBatchSizeFree() throws {

@@ -21,12 +21,20 @@ import PatchGuardMethod
 public struct CertifiedPoint: Codable, Equatable, Sendable {
     public var radius: Double
     public var imageAUROC: Double?
+    /// Over every map cell of every image (normal cells by their upper end, anomalous ones by their lower end);
+    /// nil without `certify.map_cells` or without both kinds of cell.
+    public var pixelAUROC: Double?
 
-    enum CodingKeys: String, CodingKey { case radius, imageAUROC = "image_auroc" }
+    public init(radius: Double, imageAUROC: Double?, pixelAUROC: Double? = nil) {
+        self.radius = radius; self.imageAUROC = imageAUROC; self.pixelAUROC = pixelAUROC
+    }
+
+    enum CodingKeys: String, CodingKey { case radius, imageAUROC = "image_auroc", pixelAUROC = "pixel_auroc" }
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(radius, forKey: .radius)
         if let imageAUROC { try c.encode(imageAUROC, forKey: .imageAUROC) } else { try c.encodeNil(forKey: .imageAUROC) }
+        if let pixelAUROC { try c.encode(pixelAUROC, forKey: .pixelAUROC) } else { try c.encodeNil(forKey: .pixelAUROC) }
     }
 }
 
@@ -35,6 +43,8 @@ public struct SigmaCertification: Codable, Equatable, Sendable {
     public var sigma: Double
     /// AUROC of the point estimates of g(x) (the smoothed detector, clean).
     public var smoothedImageAUROC: Double?
+    /// AUROC of the map cells' point estimates (nil without map cells).
+    public var smoothedPixelAUROC: Double?
     /// At r = 0 and every configured radius, ascending.
     public var certified: [CertifiedPoint]
     /// How many images the pilot draws sent to each interval.
@@ -45,7 +55,7 @@ public struct SigmaCertification: Codable, Equatable, Sendable {
     public var seconds: Double
 
     enum CodingKeys: String, CodingKey {
-        case sigma, smoothedImageAUROC = "smoothed_image_auroc", certified
+        case sigma, smoothedImageAUROC = "smoothed_image_auroc", smoothedPixelAUROC = "smoothed_pixel_auroc", certified
         case clopperPearsonImages = "clopper_pearson_images", empiricalBernsteinImages = "empirical_bernstein_images"
         case meanIntervalWidth = "mean_interval_width", seconds
     }
@@ -54,6 +64,8 @@ public struct SigmaCertification: Codable, Equatable, Sendable {
         try c.encode(sigma, forKey: .sigma)
         if let smoothedImageAUROC { try c.encode(smoothedImageAUROC, forKey: .smoothedImageAUROC) }
         else { try c.encodeNil(forKey: .smoothedImageAUROC) }
+        if let smoothedPixelAUROC { try c.encode(smoothedPixelAUROC, forKey: .smoothedPixelAUROC) }
+        else { try c.encodeNil(forKey: .smoothedPixelAUROC) }
         try c.encode(certified, forKey: .certified)
         try c.encode(clopperPearsonImages, forKey: .clopperPearsonImages)
         try c.encode(empiricalBernsteinImages, forKey: .empiricalBernsteinImages)
@@ -80,6 +92,10 @@ public struct CertificationReport: Codable, Equatable, Sendable {
     public var bound = CertificationReport.boundText
     /// AUROC of the detector's own scores on the clean images.
     public var unsmoothedImageAUROC: Double?
+    /// Map-cell AUROC of the detector's clean maps (nil without map cells).
+    public var unsmoothedPixelAUROC: Double?
+    /// `"14×14"`: the map resolution the pixel rows are at; nil without map cells.
+    public var mapResolution: String?
     public var sigmas: [SigmaCertification]
     public var seconds: Double
     public var notes: [String]
@@ -94,12 +110,15 @@ public struct CertificationReport: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case category, detector, images, normalImages = "normal_images", anomalousImages = "anomalous_images"
         case imageSize = "image_size", n0, samples, alpha, batchSize = "batch_size", squash, seed, bound
-        case unsmoothedImageAUROC = "unsmoothed_image_auroc", sigmas, seconds, notes
+        case unsmoothedImageAUROC = "unsmoothed_image_auroc", unsmoothedPixelAUROC = "unsmoothed_pixel_auroc"
+        case mapResolution = "map_resolution", sigmas, seconds, notes
     }
 
     public init(category: String, detector: String?, images: Int, normalImages: Int, anomalousImages: Int,
                 imageSize: Int, n0: Int, samples: Int, alpha: Double, batchSize: Int, squash: String, seed: UInt64,
-                unsmoothedImageAUROC: Double?, sigmas: [SigmaCertification], seconds: Double, notes: [String]) {
+                unsmoothedImageAUROC: Double?, unsmoothedPixelAUROC: Double? = nil, mapResolution: String? = nil,
+                sigmas: [SigmaCertification], seconds: Double, notes: [String]) {
+        self.unsmoothedPixelAUROC = unsmoothedPixelAUROC; self.mapResolution = mapResolution
         self.category = category; self.detector = detector; self.images = images; self.normalImages = normalImages
         self.anomalousImages = anomalousImages; self.imageSize = imageSize; self.n0 = n0; self.samples = samples
         self.alpha = alpha; self.batchSize = batchSize; self.squash = squash; self.seed = seed
@@ -124,6 +143,9 @@ public struct CertificationReport: Codable, Equatable, Sendable {
         try c.encode(bound, forKey: .bound)
         if let unsmoothedImageAUROC { try c.encode(unsmoothedImageAUROC, forKey: .unsmoothedImageAUROC) }
         else { try c.encodeNil(forKey: .unsmoothedImageAUROC) }
+        if let unsmoothedPixelAUROC { try c.encode(unsmoothedPixelAUROC, forKey: .unsmoothedPixelAUROC) }
+        else { try c.encodeNil(forKey: .unsmoothedPixelAUROC) }
+        if let mapResolution { try c.encode(mapResolution, forKey: .mapResolution) } else { try c.encodeNil(forKey: .mapResolution) }
         try c.encode(sigmas, forKey: .sigmas)
         try c.encode(seconds, forKey: .seconds)
         try c.encode(notes, forKey: .notes)
@@ -140,21 +162,27 @@ public struct CertificationReport: Codable, Equatable, Sendable {
     /// `0.05` → `"0.05"`.
     static func short(_ v: Double) -> String { String(format: "%g", v) }
 
-    /// One row per σ: the unsmoothed and smoothed clean AUROC, then the certified AUROC at each radius.
+    /// One row per σ and metric (image; pixel at map resolution when the map cells were certified): the
+    /// unsmoothed and smoothed clean AUROC, then the certified AUROC at each radius.
     ///
-    ///     | σ    | unsmoothed | smoothed | certified r=0 | r=0.05 | r=0.1  | … | time    |
-    ///     |------|------------|----------|---------------|--------|--------|---|---------|
-    ///     | 0.12 | 0.6300     | 0.6100   | 0.5500        | 0.4100 | 0.3000 | … | 401.2 s |
+    ///     | σ    | metric | unsmoothed | smoothed | certified r=0 | r=0.05 | … | CP/EB images | time    |
+    ///     |------|--------|------------|----------|---------------|--------|---|--------------|---------|
+    ///     | 0.12 | image  | 0.6300     | 0.6100   | 0.5500        | 0.4100 | … | 10/102       | 401.2 s |
     public func table() -> String {
         let radii = sigmas.first?.certified.map(\.radius) ?? []
-        let header = ["σ", "unsmoothed", "smoothed"] + radii.map { $0 == 0 ? "certified r=0" : "r=\(Self.short($0))" }
-            + ["CP/EB images", "time"]
+        let header = ["σ", "metric", "unsmoothed", "smoothed"]
+            + radii.map { $0 == 0 ? "certified r=0" : "r=\(Self.short($0))" } + ["CP/EB images", "time"]
         var rows = [[String]]()
         for s in sigmas {
-            rows.append([Self.short(s.sigma), EvaluationReport.formatMetric(unsmoothedImageAUROC),
+            rows.append([Self.short(s.sigma), "image", EvaluationReport.formatMetric(unsmoothedImageAUROC),
                          EvaluationReport.formatMetric(s.smoothedImageAUROC)]
                         + s.certified.map { EvaluationReport.formatMetric($0.imageAUROC) }
                         + ["\(s.clopperPearsonImages)/\(s.empiricalBernsteinImages)", String(format: "%.1f s", s.seconds)])
+            if let mapResolution {
+                rows.append([Self.short(s.sigma), "pixel \(mapResolution)", EvaluationReport.formatMetric(unsmoothedPixelAUROC),
+                             EvaluationReport.formatMetric(s.smoothedPixelAUROC)]
+                            + s.certified.map { EvaluationReport.formatMetric($0.pixelAUROC) } + ["–", "–"])
+            }
         }
         let all = [header] + rows
         let widths = header.indices.map { j in all.map { $0[j].count }.max() ?? 0 }
@@ -179,6 +207,12 @@ public struct CertificationReport: Codable, Equatable, Sendable {
         s += "Columns: `unsmoothed` is the detector's clean image AUROC; `smoothed` the AUROC of the point "
         s += "estimates of g(x); `certified r` the AUROC no L2 perturbation of norm ≤ r per image can go below "
         s += "(each interval holds with probability ≥ 1 − α); `CP/EB images` how many images used each interval.\n\n"
+        if let mapResolution {
+            s += "`pixel \(mapResolution)` rows: every cell of the detector's native map (\(mapResolution)) certified on its "
+            s += "own, at α/M per cell (Bonferroni: all M cells of an image hold jointly with probability ≥ 1 − α); a "
+            s += "cell is anomalous when any of its ground-truth pixels is; normal cells by their upper end, anomalous "
+            s += "cells by their lower end. Not the upsampled, Gaussian-smoothed pixel maps of `evaluate`.\n\n"
+        }
         s += table()
         s += "\nTotal time \(String(format: "%.1f", seconds)) s.\n"
         if !notes.isEmpty { s += "\nNotes:\n\n" + notes.map { "- \($0)\n" }.joined() }
@@ -190,6 +224,9 @@ public struct CertificationReport: Codable, Equatable, Sendable {
 public struct CertificationResult: Sendable {
     public var report: CertificationReport
     public var images: [[CertifiedImage]]
+    /// Per σ, every map cell of every image (image-major) and its label (empty without map cells).
+    public var cells: [[SmoothedScore]] = []
+    public var cellLabels: [Bool] = []
 
     public static let metricsJSON = "metrics.json", metricsMarkdown = "metrics.md"
     public static let curveSVG = "certified_auroc.svg", imagesCSV = "certify_images.csv"
@@ -226,11 +263,17 @@ public struct CertificationResult: Sendable {
         for (j, s) in report.sigmas.enumerated() {
             let scores = images[j].map(\.smoothed), labels = images[j].map { $0.label == 1 }
             guard labels.contains(true), labels.contains(false) else { continue }
-            curves.append((name: "σ = \(CertificationReport.short(s.sigma))", radius: grid,
+            curves.append((name: "σ = \(CertificationReport.short(s.sigma)) image", radius: grid,
                            auroc: try grid.map { try CertifiedAUROC.auroc(scores, labels: labels, radius: $0) }))
         }
+        if cellLabels.contains(true) && cellLabels.contains(false) {
+            for (j, s) in report.sigmas.enumerated() where j < cells.count {
+                curves.append((name: "σ = \(CertificationReport.short(s.sigma)) pixel \(report.mapResolution ?? "")", radius: grid,
+                               auroc: try grid.map { try CertifiedAUROC.auroc(cells[j], labels: cellLabels, radius: $0) }))
+            }
+        }
         return certifiedCurveSVG(curves: curves, reference: report.unsmoothedImageAUROC,
-                                 title: "\(report.category): certified image AUROC (α = \(CertificationReport.short(report.alpha)))")
+                                 title: "\(report.category): certified AUROC (α = \(CertificationReport.short(report.alpha)))")
     }
 
     /// Writes `metrics.json`, `metrics.md`, `certified_auroc.svg` and `certify_images.csv` into `directory`,

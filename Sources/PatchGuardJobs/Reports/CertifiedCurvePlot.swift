@@ -34,7 +34,7 @@ public func certifiedCurveSVG(curves: [(name: String, radius: [Double], auroc: [
     }
     s += "<rect x=\"\(px(0))\" y=\"\(py(1))\" width=\"\(f(plotW))\" height=\"\(f(plotH))\" fill=\"none\" stroke=\"#000\"/>\n"
     s += "<text x=\"\(f(left + plotW / 2))\" y=\"\(f(height - 15))\" text-anchor=\"middle\" font-size=\"13\">L2 radius r</text>\n"
-    s += "<text x=\"20\" y=\"\(f(top + plotH / 2))\" text-anchor=\"middle\" font-size=\"13\" transform=\"rotate(-90 20 \(f(top + plotH / 2)))\">Certified image AUROC</text>\n"
+    s += "<text x=\"20\" y=\"\(f(top + plotH / 2))\" text-anchor=\"middle\" font-size=\"13\" transform=\"rotate(-90 20 \(f(top + plotH / 2)))\">Certified AUROC</text>\n"
     s += "<line x1=\"\(px(0))\" y1=\"\(py(0.5))\" x2=\"\(px(rMax))\" y2=\"\(py(0.5))\" stroke=\"#888888\" stroke-dasharray=\"2,3\"/>\n"
     if let reference, reference.isFinite {
         s += "<line x1=\"\(px(0))\" y1=\"\(py(reference))\" x2=\"\(px(rMax))\" y2=\"\(py(reference))\" stroke=\"#555555\" stroke-dasharray=\"6,4\"/>\n"

@@ -168,13 +168,16 @@ public struct RandomizedSmoothing {
         return (settings.n0 + b - 1) / b + (settings.samples + b - 1) / b
     }
 
-    /// `count` values of h(x + ε) for one image `x` (3·S·S values), with their uniforms for the Bernoulli trick.
+    /// `count` draws for one image `x` (3·S·S values): h(x + ε) of the image score with its uniform for the
+    /// Bernoulli trick, and, when `cellRNG` is given, h of every map cell (count × M, row-major) with uniforms from
+    /// `cellRNG` (a separate generator, so the image's draws are the same with or without the map).
     /// `onBatch(k)` after each detector call of k copies.
-    public func draw(_ x: [Float], count: Int, using rng: inout SeededRNG,
-                     onBatch: ((Int) -> Void)? = nil) -> (h: [Double], u: [Double]) {
-        let n = x.count, sigma = Float(settings.sigma)
-        var h = [Double](), u = [Double]()
-        h.reserveCapacity(count); u.reserveCapacity(count)
+    public func draw(_ x: [Float], count: Int, using rng: inout SeededRNG, cellRNG: inout SeededRNG?,
+                     onBatch: ((Int) -> Void)? = nil) -> Draws {
+        let n = x.count, sigma = Float(settings.sigma), m = detector.mapCount
+        var d = Draws()
+        d.h.reserveCapacity(count); d.u.reserveCapacity(count)
+        if cellRNG != nil { d.cells.reserveCapacity(count * m); d.cellU.reserveCapacity(count * m) }
         var buffer = [Float](repeating: 0, count: min(count, settings.batchSize) * n)
         var done = 0
         while done < count {
@@ -184,15 +187,52 @@ public struct RandomizedSmoothing {
                     let row = p.baseAddress! + k * n
                     Self.fillGaussian(row, count: n, using: &rng)
                     for i in 0..<n { row[i] = x[i] + sigma * row[i] }
-                    u.append(rng.uniform())
+                    d.u.append(rng.uniform())
                 }
             }
             let out = buffer.withUnsafeBufferPointer { detector.outputs($0.baseAddress!, batch: b) }
-            for k in 0..<b { h.append(settings.squash(Double(out.scores[k]))) }
+            for k in 0..<b { d.h.append(settings.squash(Double(out.scores[k]))) }
+            if cellRNG != nil {
+                for v in out.maps.prefix(b * m) {
+                    d.cells.append(settings.squash(Double(v)))
+                    d.cellU.append(cellRNG!.uniform())
+                }
+            }
             done += b
             onBatch?(b)
         }
-        return (h, u)
+        return d
+    }
+
+    /// What ``draw(_:count:using:cellRNG:onBatch:)`` returns.
+    public struct Draws {
+        /// (count) h of the image score, and its uniforms.
+        public var h: [Double] = [], u: [Double] = []
+        /// (count, M) h of the map cells, and their uniforms (empty without a cell generator).
+        public var cells: [Double] = [], cellU: [Double] = []
+    }
+
+    /// The interval kind the pilot values choose for n estimation draws at level α: the one with the narrower
+    /// predicted width (Clopper–Pearson at the pilot mean, empirical Bernstein at the pilot variance).
+    public static func choose(pilot: [Double], samples n: Int, alpha: Double) -> SmoothingInterval {
+        guard !pilot.isEmpty else { return .clopperPearson }
+        let (m, v) = ConfidenceBounds.meanAndVariance(pilot)
+        let k = Int((m * Double(n)).rounded())
+        let cp = ConfidenceBounds.clopperPearson(successes: min(n, max(0, k)), trials: n, alpha: alpha).width
+        let eb = 2 * ConfidenceBounds.empiricalBernsteinHalfWidth(variance: v, count: n, alpha: alpha)
+        return eb < cp ? .empiricalBernstein : .clopperPearson
+    }
+
+    /// The `method` interval at level α from the estimation values `h` and their uniforms `u`.
+    public static func interval(_ method: SmoothingInterval, h: [Double], u: [Double], alpha: Double) -> MeanInterval {
+        switch method {
+        case .clopperPearson:
+            let k = zip(u, h).reduce(0) { $0 + ($1.0 < $1.1 ? 1 : 0) }
+            return ConfidenceBounds.clopperPearson(successes: k, trials: h.count, alpha: alpha)
+        case .empiricalBernstein:
+            let (mean, variance) = ConfidenceBounds.meanAndVariance(h)
+            return ConfidenceBounds.empiricalBernstein(mean: mean, variance: variance, count: h.count, alpha: alpha)
+        }
     }
 
     /// The smoothed score of one image (3·S·S values in [0,1]) and its 1 − α interval (file header). Draw order:
@@ -200,33 +240,39 @@ public struct RandomizedSmoothing {
     /// Throws ``PatchGuardError/numeric(_:)`` when the detector returns a non-finite score.
     public func certify(_ x: [Float], using rng: inout SeededRNG,
                         onBatch: ((Int) -> Void)? = nil) throws -> SmoothedScore {
-        let s = detector.imageSize
+        var none: SeededRNG? = nil
+        return try certify(x, using: &rng, cellRNG: &none, onBatch: onBatch).image
+    }
+
+    /// ``certify(_:using:onBatch:)`` and, with `cellRNG`, every map cell's smoothed value g_p(x) = E h(map_p(x + ε))
+    /// with its own interval at level α/M (Bonferroni: all M cells of the image hold jointly with probability
+    /// ≥ 1 − α), chosen per cell by the same pilot rule. Each g_p is a smoothed [0,1]-valued function, so each
+    /// cell's certified interval at radius r follows from the same Lipschitz bound. The image's draws and result
+    /// do not depend on `cellRNG`.
+    public func certify(_ x: [Float], using rng: inout SeededRNG, cellRNG: inout SeededRNG?,
+                        onBatch: ((Int) -> Void)? = nil) throws -> (image: SmoothedScore, cells: [SmoothedScore]) {
+        let s = detector.imageSize, m = detector.mapCount
         precondition(x.count == 3 * s * s, "an image is 3·S·S values")
-        let alpha = settings.alpha, n = settings.samples
-        var method = SmoothingInterval.clopperPearson
-        var pilotMean: Double?
-        if settings.n0 > 0 {
-            let pilot = draw(x, count: settings.n0, using: &rng, onBatch: onBatch)
-            try Self.checkFinite(pilot.h)
-            let (m, v) = ConfidenceBounds.meanAndVariance(pilot.h)
-            pilotMean = m
-            let k = Int((m * Double(n)).rounded())
-            let cp = ConfidenceBounds.clopperPearson(successes: min(n, max(0, k)), trials: n, alpha: alpha).width
-            let eb = 2 * ConfidenceBounds.empiricalBernsteinHalfWidth(variance: v, count: n, alpha: alpha)
-            if eb < cp { method = .empiricalBernstein }
+        let alpha = settings.alpha, n = settings.samples, n0 = settings.n0
+        let pilot = n0 > 0 ? draw(x, count: n0, using: &rng, cellRNG: &cellRNG, onBatch: onBatch) : Draws()
+        try Self.checkFinite(pilot.h); try Self.checkFinite(pilot.cells)
+        let est = draw(x, count: n, using: &rng, cellRNG: &cellRNG, onBatch: onBatch)
+        try Self.checkFinite(est.h); try Self.checkFinite(est.cells)
+        let method = Self.choose(pilot: pilot.h, samples: n, alpha: alpha)
+        let image = SmoothedScore(sigma: settings.sigma, estimate: ConfidenceBounds.meanAndVariance(est.h).mean,
+                                  pilot: n0 > 0 ? ConfidenceBounds.meanAndVariance(pilot.h).mean : nil,
+                                  interval: Self.interval(method, h: est.h, u: est.u, alpha: alpha), method: method)
+        guard cellRNG != nil else { return (image, []) }
+        let cellAlpha = alpha / Double(m)
+        let cells = (0..<m).map { p -> SmoothedScore in
+            let pilotValues = n0 > 0 ? (0..<n0).map { pilot.cells[$0 * m + p] } : []
+            let h = (0..<n).map { est.cells[$0 * m + p] }, u = (0..<n).map { est.cellU[$0 * m + p] }
+            let kind = Self.choose(pilot: pilotValues, samples: n, alpha: cellAlpha)
+            return SmoothedScore(sigma: settings.sigma, estimate: ConfidenceBounds.meanAndVariance(h).mean,
+                                 pilot: n0 > 0 ? ConfidenceBounds.meanAndVariance(pilotValues).mean : nil,
+                                 interval: Self.interval(kind, h: h, u: u, alpha: cellAlpha), method: kind)
         }
-        let est = draw(x, count: n, using: &rng, onBatch: onBatch)
-        try Self.checkFinite(est.h)
-        let (mean, variance) = ConfidenceBounds.meanAndVariance(est.h)
-        let interval: MeanInterval
-        switch method {
-        case .clopperPearson:
-            let k = zip(est.u, est.h).reduce(0) { $0 + ($1.0 < $1.1 ? 1 : 0) }
-            interval = ConfidenceBounds.clopperPearson(successes: k, trials: n, alpha: alpha)
-        case .empiricalBernstein:
-            interval = ConfidenceBounds.empiricalBernstein(mean: mean, variance: variance, count: n, alpha: alpha)
-        }
-        return SmoothedScore(sigma: settings.sigma, estimate: mean, pilot: pilotMean, interval: interval, method: method)
+        return (image, cells)
     }
 
     static func checkFinite(_ h: [Double]) throws {
