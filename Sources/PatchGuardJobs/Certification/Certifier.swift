@@ -53,12 +53,15 @@ public struct Certifier {
             notes.append("The test set has only \(labels.contains(true) ? "defective" : "normal") images: every AUROC is n/a.")
         }
 
-        // Unsmoothed scores on the clean images.
-        var scores = [Double]()
+        // Unsmoothed scores and maps on the clean images (one pass).
+        let m = detector.mapCount
+        var scores = [Double](), cleanCells = [Double]()
         for lo in stride(from: 0, to: samples.count, by: config.batchSize) {
             let batch = Array(samples[lo..<min(samples.count, lo + config.batchSize)])
             let x = batch.flatMap { $0.image.pixels }
-            scores += x.withUnsafeBufferPointer { detector.outputs($0.baseAddress!, batch: batch.count) }.scores.map(Double.init)
+            let out = x.withUnsafeBufferPointer { detector.outputs($0.baseAddress!, batch: batch.count) }
+            scores += out.scores.map(Double.init)
+            cleanCells += out.maps.prefix(batch.count * m).map(Double.init)
         }
         if let bad = scores.firstIndex(where: { !$0.isFinite }) {
             throw PatchGuardError.numeric("detector returned a non-finite score for \(samples[bad].imagePath)")
@@ -66,7 +69,7 @@ public struct Certifier {
         let unsmoothed = bothClasses ? try BinaryAUROC.auroc(scores: scores, labels: labels) : nil
 
         // Map cells: labels at map resolution (a cell is anomalous when any of its pixels is) and the clean maps.
-        let mh = detector.mapHeight, mw = detector.mapWidth, m = detector.mapCount
+        let mh = detector.mapHeight, mw = detector.mapWidth
         var withCells = config.mapCells
         if withCells && !(mh == mw && s % mw == 0) {
             notes.append("The detector's map (\(mh)×\(mw)) is not a square grid dividing the image size \(s): map cells "
@@ -74,17 +77,10 @@ public struct Certifier {
             withCells = false
         }
         var cellLabels = [Bool]()
-        var cleanCells = [Double]()
         if withCells {
             for sample in samples {
                 let l = sample.label == 1 ? try patchLabels(mask: sample.mask, patchSize: s / mw) : [Float](repeating: 0, count: m)
                 cellLabels += l.map { $0 > 0.5 }
-            }
-            for lo in stride(from: 0, to: samples.count, by: config.batchSize) {
-                let batch = Array(samples[lo..<min(samples.count, lo + config.batchSize)])
-                let x = batch.flatMap { $0.image.pixels }
-                cleanCells += x.withUnsafeBufferPointer { detector.outputs($0.baseAddress!, batch: batch.count) }.maps
-                    .prefix(batch.count * m).map(Double.init)
             }
         }
         let cellsDefined = withCells && cellLabels.contains(true) && cellLabels.contains(false)

@@ -21,6 +21,10 @@ import PatchGuardCore
 //     much tighter when hᵢ varies little under the noise.
 //   The pilot's mean and variance predict both widths at n; the narrower kind is used.
 //
+// Map cells (``RandomizedSmoothing/certify(_:using:cellRNG:onBatch:)``): every cell p of the detector's native map
+// gets the same treatment with h_p = F((m_p − c)/t), each interval at α/M (Bonferroni over the M cells, so all
+// cells of one image hold jointly with probability ≥ 1 − α); the cells' uniforms come from their own generator.
+//
 // The noisy copies are not clamped to [0, 1]: the lemma holds for h on all of ℝᵈ, and clamping would bias the
 // noise at the borders of the pixel range. Everything is seeded: an image's draws come from the generator the
 // caller passes (one stream per image and σ), in a fixed order (each copy's noise, then its uniform; pilot copies
