@@ -17,7 +17,7 @@ struct PatchGuardCommand: ParsableCommand {
         --set key.path=value overrides and --output RUN_DIR (default: a new folder under runs/).
         """,
         version: PatchGuardVersion.string,
-        subcommands: [Train.self, Evaluate.self, Heatmaps.self, Foreground.self, Synthesize.self,
+        subcommands: [Train.self, Evaluate.self, Certify.self, Heatmaps.self, Foreground.self, Synthesize.self,
                       GenerateData.self, Features.self, Bench.self, Predict.self])
 }
 

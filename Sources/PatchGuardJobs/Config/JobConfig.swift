@@ -23,6 +23,8 @@ public struct JobConfig: Codable, Equatable, Sendable {
     public var foreground = ForegroundConfig()
     /// The diffusion detector (`model.kind = "diffusion"`); see `DiffusionConfig`.
     public var diffusion = DiffusionConfig()
+    /// Randomized-smoothing certification (`patchguard certify`); see `CertifyConfig`.
+    public var certify = CertifyConfig()
 
     public init() {}
 }
@@ -236,12 +238,13 @@ extension JobConfig {
         // eval
         if let problem = eval.problem() { throw fail(problem) }
         if eval.topK < 1 { throw fail("eval.top_k must be ≥ 1") }
+        if let problem = certify.problem() { throw fail(problem) }
         try synthesis.validate()
         try foreground.validate()
         if model.kind == .diffusion, let problem = diffusion.problem(imageSize: data.imageSize) { throw fail(problem) }
         // memory: the attention maps backward keeps, for the largest batch
         if let vit = vitConfig {
-            let batch = max(train.batchSize, eval.batchSize, 8)
+            let batch = max(train.batchSize, eval.batchSize, certify.batchSize, 8)
             let need = Self.attentionBytes(vit: vit, discriminator: model.discriminator, batch: batch)
             let have = Double(ProcessInfo.processInfo.physicalMemory)
             try check(need <= have, String(format:

@@ -1,0 +1,53 @@
+import Foundation
+import PatchGuardCore
+import PatchGuardData
+import PatchGuardMethod
+
+/// `patchguard certify` as library code: the detector rebuilt from a checkpoint exactly as ``EvaluationJob`` does
+/// (the checkpoint's stored config, then `--config`, then `--set`; a model key that disagrees is an error), its
+/// category's test set (at most `certify.max_images`, evenly spaced), ``Certifier`` at every `certify.sigmas`,
+/// and the reports (``CertificationResult/writeReports(to:)``).
+public struct CertifyJob {
+    public var checkpoint: String
+    /// The resolved config (write it into the run directory).
+    public var config: JobConfig
+    public var warnings: [String]
+
+    public init(checkpoint: String, configPath: String? = nil, overrides: [String] = []) throws {
+        self.checkpoint = checkpoint
+        (config, warnings) = try EvaluationJob.resolveConfig(checkpoint: checkpoint, configPath: configPath,
+                                                             overrides: overrides)
+    }
+
+    public func run(in run: RunDirectory, showProgress: Bool = true) throws -> CertificationResult {
+        for w in warnings { run.log("warning: " + w) }
+        let c = config.certify
+        var rng = SeededRNG(seed: config.seed)
+        let model = try PatchGuardModel<Float>(config: config, maxBatch: max(1, c.batchSize), using: &rng)
+        let state = try model.loadCheckpoint(path: checkpoint)
+        run.log("checkpoint: \(checkpoint) (epoch \(state.epoch)); model: \(model.summary)")
+        let category = try config.data.scanCategory()
+        run.log("data: \(category.summary)")
+        var indices = Array(category.test.indices)
+        if c.maxImages > 0 && c.maxImages < indices.count {
+            indices = EvaluationJob.evenlySpaced(count: indices.count, limit: c.maxImages)
+            run.log("certify.max_images = \(c.maxImages): certifying \(indices.count) of \(category.test.count) test images")
+        }
+        let samples = try SampleLoader(imageSize: config.data.imageSize, cacheBudgetBytes: config.data.cacheMB << 20)
+            .load(indices.map { category.test[$0] })
+        let detector = try PatchLogitDetector(model, topK: config.eval.topK)
+        run.log("certify: σ ∈ {\(c.sigmas.map { String(format: "%g", $0) }.joined(separator: ", "))}, n0 = \(c.n0), "
+                + "n = \(c.samples), α = \(c.alpha), squash \(c.squashFunction.description), \(samples.count) images, "
+                + "\(c.sigmas.count * samples.count * (c.n0 + c.samples)) noisy forwards in batches of \(c.batchSize)")
+        var result = try Certifier(detector: detector, config: c, seed: config.seed, showProgress: showProgress)
+            .certify(samples, category: config.data.category, indices: indices, log: run.log)
+        if indices.count < category.test.count {
+            result.report.notes.append("A subset: \(indices.count) of the \(category.test.count) test images, evenly "
+                                       + "spaced (certify.max_images = \(c.maxImages)).")
+        }
+        result.report.detector = checkpoint
+        let files = try result.writeReports(to: run.path)
+        run.log("wrote " + files.joined(separator: ", "))
+        return result
+    }
+}
