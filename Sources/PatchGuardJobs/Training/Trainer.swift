@@ -231,6 +231,12 @@ public final class Trainer {
             var validationLine = ""
             var overfit: String?
             if let probe {
+                // Weights that hold or give a NaN stop here, with the checkpoint block's message, before the
+                // validation scores could meet it.
+                if let problem = Self.unhealthy(model, optimizer: optimizer, probe: lastBatch) {
+                    throw PatchGuardError.numeric("after epoch \(epoch + 1): \(problem); training stopped and the " +
+                                                  "checkpoint not written (lower train.lr?). " + lastGood())
+                }
                 let selecting = config.train.selectBy == .validationRobust
                 let v = try probe.measure(model, epsilon: selecting ? config.attack.epsilon : 0)
                 record.valCleanAUROC = v.cleanAUROC
