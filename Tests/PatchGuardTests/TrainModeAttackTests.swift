@@ -74,5 +74,14 @@ import PatchGuardNN
         } catch let e as PatchGuardError {
             #expect(e.description.contains("attack.train_mod") && e.description.contains("did you mean 'attack.train_mode'"))
         }
+        #expect(try JobConfig.load(path: nil).data.maskResize == .nearest)
+        #expect(try JobConfig.load(path: nil, overrides: [#"data.mask_resize="lanczos_any""#]).data.maskResize == .lanczosAny)
+        do {
+            _ = try JobConfig.load(path: nil, overrides: [#"data.mask_resize="bicubic""#])
+            Issue.record("an unknown mask_resize was accepted")
+        } catch let e as PatchGuardError {
+            #expect(e.description.contains("data.mask_resize") && e.description.contains("nearest, lanczos_any"),
+                    "\(e.description)")
+        }
     }
 }

@@ -103,6 +103,7 @@ public final class Trainer {
         run.log("data: \(category.summary)")
         let log = run.log
         let loader = try SampleLoader(imageSize: config.data.imageSize, cacheBudgetBytes: config.data.cacheMB << 20,
+                                      maskResize: config.data.maskResize,
                                       warn: { log($0) })
         let start = Date()
         let samples = try loader.load(category.train)

@@ -31,6 +31,9 @@ extension ConfigEnum {
     }
 }
 
+/// `data.mask_resize` (the type lives with the resamplers, in PatchGuardImage).
+extension MaskResizeRule: ConfigEnum {}
+
 public struct DiscriminatorConfig: Codable, Equatable, Sendable {
     /// Post-norm attention blocks after the learned positional encodings.
     public var layers = 1
