@@ -1,7 +1,10 @@
 import Foundation
 
-/// Pillow's `Image.resize(size, Image.LANCZOS)` on 8-bit single-channel data, bit for bit (Pillow's
-/// `libImaging/Resample.c`): separable, horizontal pass then vertical pass, each pass rounding to 8 bits.
+/// Pillow's `Image.resize(size, Image.LANCZOS)` on 8-bit single-channel data, bit for bit (Pillow 13's
+/// `libImaging/Resample.c`): separable, one pass per axis whose size changes, each pass rounding to 8 bits. The
+/// vertical pass goes first when the height shrinks by more than twice as many pixels as the width
+/// (`inH ≥ outH && inH − outH > 2·(inW − outW)`), else the horizontal one (Pillow 13's order; older Pillows always
+/// ran the horizontal pass first, which changes a few low values).
 ///
 /// Per output pixel `i` of a pass (input size `n`, output size `m`, `scale = n/m`, `fs = max(scale, 1)`,
 /// support `3·fs`): `center = (i + ½)·scale`, taps `x ∈ [trunc(center − 3fs + ½), trunc(center + 3fs + ½))`
@@ -60,9 +63,16 @@ public enum LanczosResize {
     /// skipped, as Pillow skips it).
     public static func resize(_ bytes: [UInt8], width: Int, height: Int, outWidth: Int, outHeight: Int) -> [UInt8] {
         precondition(bytes.count == width * height && width > 0 && height > 0 && outWidth > 0 && outHeight > 0)
-        var b = bytes, w = width
-        if outWidth != width { b = pass(b, width: w, height: height, horizontal: true, outSize: outWidth); w = outWidth }
-        if outHeight != height { b = pass(b, width: w, height: height, horizontal: false, outSize: outHeight) }
+        var b = bytes, w = width, h = height
+        func horizontal() {
+            if outWidth != w { b = pass(b, width: w, height: h, horizontal: true, outSize: outWidth); w = outWidth }
+        }
+        func vertical() {
+            if outHeight != h { b = pass(b, width: w, height: h, horizontal: false, outSize: outHeight); h = outHeight }
+        }
+        if height >= outHeight && height - outHeight > 2 * (width - outWidth) { vertical(); horizontal() } else {
+            horizontal(); vertical()
+        }
         return b
     }
 }

@@ -24,6 +24,20 @@ import Testing
         #expect(LanczosResize.resize(row, width: 4, height: 1, outWidth: 4, outHeight: 1) == row)
     }
 
+    /// A tall mask (30 high, 12 wide → 10×10): the height shrinks by more than twice the width, so Pillow 13 runs the
+    /// vertical pass first (the other order differs in low values).
+    @Test func tallMaskMatchesPillowVerticalFirst() {
+        var bytes = [UInt8](repeating: 0, count: 30 * 12)
+        for y in 8..<15 { for x in 3..<7 { bytes[y * 12 + x] = 255 } }
+        bytes[22 * 12 + 9] = 255
+        let pillow: [[UInt8]] = [
+            [0, 0, 2, 4, 4, 3, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0], [2, 0, 42, 92, 85, 71, 0, 1, 0, 0],
+            [6, 0, 128, 255, 255, 216, 0, 3, 0, 0], [6, 0, 118, 255, 239, 199, 0, 3, 0, 0],
+            [0, 0, 8, 17, 16, 14, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 1, 1, 1, 3, 0, 51, 35, 0],
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0]]
+        #expect(LanczosResize.resize(bytes, width: 12, height: 30, outWidth: 10, outHeight: 10) == pillow.flatMap { $0 })
+    }
+
     /// 21×21, a 5×4 defect at x 6..<11, y 5..<9 and one defective pixel at (15, 14), 0/255.
     static func handMask() -> Image {
         var m = Image(width: 21, height: 21, channels: 1, value: 0)
