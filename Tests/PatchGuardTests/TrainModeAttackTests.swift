@@ -2,6 +2,9 @@ import Foundation
 import Testing
 import PatchGuardCore
 import PatchGuardNN
+@testable import PatchGuardImage
+@testable import PatchGuardMetrics
+import PatchGuardData
 @testable import PatchGuardMethod
 @testable import PatchGuardJobs
 
@@ -63,6 +66,30 @@ import PatchGuardNN
         let trainMode = TrainingModeDetector(m, rng: SeededRNG(seed: 1, stream: 2))
         #expect(!trainMode.isStochastic)
         #expect(try attack(trainMode) == attack(m))
+    }
+
+    /// Through the trainer: a train-mode run killed mid-epoch and resumed reaches the same weights as an
+    /// uninterrupted one (the dropout masks are reseeded per batch), and its losses differ from an eval-mode run's.
+    @Test func trainerRunIsResumableAndDiffersFromEvaluationMode() throws {
+        var config = try TrainingTests.tinyJob()
+        config.attack.trainMode = true
+        let full = try RunDirectory(path: TrainingTests.tempDir("tm-full"), command: "train")
+        let summary = try Trainer(config: config, run: full).train()
+        let killedDir = TrainingTests.tempDir("tm-killed")
+        let killed = Trainer(config: config, run: try RunDirectory(path: killedDir, command: "train"))
+        killed.stopAfterBatches = 3
+        #expect(throws: PatchGuardError.self) { _ = try killed.train() }
+        let resumed = try Trainer(config: config, run: try RunDirectory(path: killedDir, command: "train")).train(resume: true)
+        #expect(summary.epochs.map(\.loss) == resumed.epochs.map(\.loss))
+        let a = try SafeTensorsFile.load(path: full.file("checkpoint.safetensors"))
+        let b = try SafeTensorsFile.load(path: killed.checkpointPath)
+        #expect(a.names == b.names)
+        for name in a.names { #expect(try a.floats(name) == b.floats(name), "tensor \(name) differs after resume") }
+        var evalMode = config
+        evalMode.attack.trainMode = false
+        let other = try Trainer(config: evalMode, run: try RunDirectory(path: TrainingTests.tempDir("tm-eval"), command: "train"))
+            .train()
+        #expect(other.epochs.map(\.loss) != summary.epochs.map(\.loss))
     }
 
     @Test func configKey() throws {
