@@ -82,15 +82,18 @@ import GradCheckSupport
         let probs = Tensor<Double>(shape: [B, NH, N, N])
         Softmax.forward(probs.data, scores.data, rows: B * NH * N, length: N)
         let kl = AttentionKL.forward(probs.data, batch: B, heads: NH, tokens: N, prefix: s)
-        // By hand: mean over the 5×5 patch blocks of U(log U − log A).
+        // By hand: mean over the 5×5 patch blocks of U(log U − log(A + 1e-8)) (the official loss's ε).
         var manual = 0.0
         let u = 1.0 / 5
-        for bh in 0..<(B * NH) { for i in 1..<N { for j in 1..<N { manual += u * (log(u) - log(probs[bh * 36 + i * 6 + j])) } } }
+        for bh in 0..<(B * NH) {
+            for i in 1..<N { for j in 1..<N { manual += u * (log(u) - log(probs[bh * 36 + i * 6 + j] + 1e-8)) } }
+        }
         #expect(abs(kl - manual / Double(B * NH * 25)) < 1e-14)
         #expect(kl > 0)
-        // Uniform patch attention (rows of the patch block equal to U) gives exactly zero.
+        // Uniform patch attention (rows of the patch block equal to U) gives U·(log U − log(U + ε)) ≈ −ε.
         let uniform = Tensor<Double>(shape: [1, 1, N, N], repeating: 1.0 / 5)
-        #expect(abs(AttentionKL.forward(uniform.data, batch: 1, heads: 1, tokens: N, prefix: s)) < 1e-15)
+        #expect(abs(AttentionKL.forward(uniform.data, batch: 1, heads: 1, tokens: N, prefix: s) - u * log(u / (u + 1e-8)))
+                < 1e-15)
         let d = Tensor<Double>(shape: [B, NH, N, N])
         AttentionKL.backward(d.data, probs.data, batch: B, heads: NH, tokens: N, prefix: s, weight: 0.7)
         expectGradient("kl probs", of: probs, analytic: d,

@@ -36,7 +36,9 @@ public struct LoadedSample: Sendable, Equatable {
 ///   `transforms.Resize((S, S))` does).
 /// - Masks (ground truth and foreground): ``ImageIO/readMask(path:)``, resized with ``ResizeFilter/nearest``, then
 ///   binarised: **any non-zero pixel is foreground** (as the paper's loader does), so 0/255 masks (MVTec) and
-///   0/1 masks (saved by other tools) read the same. A good sample gets an all-zero mask. A mask whose size
+///   0/1 masks (saved by other tools) read the same. Ground truth follows `maskResize` (`data.mask_resize`):
+///   ``MaskResizeRule/lanczosAny`` resizes it with Pillow's Lanczos instead, as the official code does (larger
+///   defects; README "Fidelity to the official code"); foreground masks are always nearest (so are the official's). A good sample gets an all-zero mask. A mask whose size
 ///   differs from its image's is still resized, with a warning naming both files and sizes (once per file).
 ///
 /// Decoding runs `parallelFor` over the samples. Errors are collected per sample and the one with the lowest index
@@ -50,6 +52,8 @@ public final class SampleLoader: @unchecked Sendable {
     public let imageSize: Int
     /// Cache budget in bytes (default 2 GiB; 0 disables the cache).
     public let cacheBudgetBytes: Int
+    /// How ground-truth masks are resized and binarised (`data.mask_resize`).
+    public let maskResize: MaskResizeRule
 
     /// Where warnings go (a mask of another size than its image); default: standard error.
     private let warn: @Sendable (String) -> Void
@@ -58,7 +62,7 @@ public final class SampleLoader: @unchecked Sendable {
     private var cache: [String: LoadedSample] = [:]
     private var cacheBytes = 0
 
-    public init(imageSize: Int, cacheBudgetBytes: Int = 2 << 30,
+    public init(imageSize: Int, cacheBudgetBytes: Int = 2 << 30, maskResize: MaskResizeRule = .nearest,
                 warn: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data("\($0)\n".utf8)) }) throws {
         guard imageSize > 0 else {
             throw PatchGuardError.invalidArgument("image size must be positive, got \(imageSize)")
@@ -68,6 +72,7 @@ public final class SampleLoader: @unchecked Sendable {
         }
         self.imageSize = imageSize
         self.cacheBudgetBytes = cacheBudgetBytes
+        self.maskResize = maskResize
         self.warn = warn
     }
 
@@ -107,14 +112,14 @@ public final class SampleLoader: @unchecked Sendable {
         let s = imageSize
         let original = try ImageIO.read(path: sample.imagePath)
         let image = original.resized(width: s, height: s, filter: .auto)
-        func loadMask(_ path: String) throws -> Image {
+        func loadMask(_ path: String, _ rule: MaskResizeRule) throws -> Image {
             let m = try Self.readMask(path: path)
             if m.width != original.width || m.height != original.height { warnOnce(path: path, mask: m, image: original,
                                                                                    imagePath: sample.imagePath) }
-            return Self.binarize(m, size: s)
+            return rule.binarize(m, size: s)
         }
-        let mask = try sample.maskPath.map(loadMask) ?? Image(width: s, height: s, channels: 1, value: 0)
-        let foreground = try sample.foregroundMaskPath.map(loadMask)
+        let mask = try sample.maskPath.map { try loadMask($0, maskResize) } ?? Image(width: s, height: s, channels: 1, value: 0)
+        let foreground = try sample.foregroundMaskPath.map { try loadMask($0, .nearest) }
         let loaded = LoadedSample(image: image, mask: mask, label: sample.label, foreground: foreground,
                                   defectType: sample.defectType, imagePath: sample.imagePath)
 
@@ -138,8 +143,7 @@ public final class SampleLoader: @unchecked Sendable {
 
     /// A mask as a binary `1 × size × size` image: nearest resize, then any non-zero pixel → 1, else 0.
     public static func binarize(_ mask: Image, size: Int) -> Image {
-        let m = mask.resized(width: size, height: size, filter: .nearest)
-        return Image(width: size, height: size, channels: 1, pixels: m.pixels.map { $0 > 0 ? 1 : 0 })
+        MaskResizeRule.nearest.binarize(mask, size: size)
     }
 
     /// A mask of another size than its image: resized anyway (the stretch may misplace the defect), said once.

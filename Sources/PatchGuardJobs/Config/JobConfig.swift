@@ -42,10 +42,14 @@ public struct DataConfig: Codable, Equatable, Sendable {
     /// Folder of the foreground masks (`<stem>.png` per training image); empty = `CATEGORY/train/foreground_mask`.
     /// For datasets you cannot write to: `patchguard foreground` writes there and training reads from there.
     public var foregroundDir = ""
+    /// How test ground-truth masks are resized to `image_size` (pixel AUROC, the evaluation's patch labels):
+    /// `"nearest"` (ours: nearest neighbour, any non-zero pixel) or `"lanczos_any"` (the official code's: Lanczos,
+    /// any non-zero pixel, so the ringing rim counts and defects come out larger). README "Fidelity to the official code".
+    public var maskResize: MaskResizeRule = .nearest
 
     enum CodingKeys: String, CodingKey {
         case root, category, imageSize = "image_size", categoryType = "category_type", cacheMB = "cache_mb"
-        case foregroundDir = "foreground_dir"
+        case foregroundDir = "foreground_dir", maskResize = "mask_resize"
     }
 
     /// Scans the configured category (with the configured foreground folder).

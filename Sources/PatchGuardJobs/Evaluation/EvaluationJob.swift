@@ -133,7 +133,8 @@ public struct EvaluationJob {
                     + "(indices \(picked.map(String.init).joined(separator: ",")))")
             tests = picked.map { tests[$0] }
         }
-        let samples = try SampleLoader(imageSize: config.data.imageSize, cacheBudgetBytes: config.data.cacheMB << 20)
+        let samples = try SampleLoader(imageSize: config.data.imageSize, cacheBudgetBytes: config.data.cacheMB << 20,
+                                      maskResize: config.data.maskResize)
             .load(tests)
         var settings = try EvaluationSettings(eval: config.eval, patchSize: model.patchSize,
                                               batchSize: max(1, config.eval.batchSize), seed: config.seed,

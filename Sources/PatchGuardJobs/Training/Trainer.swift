@@ -44,7 +44,8 @@ public struct TrainSummary: Sendable {
 /// of the normals (`train.validation_fraction`, ``ValidationSplit``) is held back from every batch; after the last
 /// epoch it calibrates the decision threshold stored in the checkpoint (``ScoreCalibration``).
 /// `loss` = per-patch BCE + attention KL regulariser. Gradients of the four passes accumulate (the same as one
-/// backward of their sum). PGD runs in evaluation mode (no dropout). Every random choice derives from
+/// backward of their sum). PGD runs in evaluation mode (no dropout), or with `attack.train_mode` in training
+/// mode (dropout on, as the official code; ``TrainingModeDetector``). Every random choice derives from
 /// (seed, epoch, batch), so a run resumed from an epoch checkpoint reaches the same weights as an uninterrupted
 /// one. A non-finite loss stops training with the last good checkpoint left in place; so do weights that hold a
 /// NaN or infinity, or give non-finite logits on the epoch's last batch, when a checkpoint is due (such weights are
@@ -102,6 +103,7 @@ public final class Trainer {
         run.log("data: \(category.summary)")
         let log = run.log
         let loader = try SampleLoader(imageSize: config.data.imageSize, cacheBudgetBytes: config.data.cacheMB << 20,
+                                      maskResize: config.data.maskResize,
                                       warn: { log($0) })
         let start = Date()
         let samples = try loader.load(category.train)
@@ -146,7 +148,10 @@ public final class Trainer {
                                        shuffle: true, dropLast: false)
         let probe = validation.isEmpty ? nil
             : try ValidationProbe(samples: validation, synthesizer: synthesizer, config: config, patchSize: model.patchSize)
-        let trainDetector = try PatchLogitDetector(model, topK: config.eval.topK)
+        // attack.train_mode: the attack sees the model with dropout on (masks reseeded per batch below).
+        let trainModeDetector = config.attack.trainMode ? TrainingModeDetector(model, rng: SeededRNG(seed: config.seed)) : nil
+        let attackBase: PatchDetector = trainModeDetector.map { $0 as PatchDetector } ?? model
+        let trainDetector = try PatchLogitDetector(attackBase, topK: config.eval.topK)
         var best = readBest()
         let S = config.data.imageSize
         var batchesDone = 0
@@ -198,6 +203,7 @@ public final class Trainer {
                 model.zeroGradients()
                 var inputs: [([Float], [Float])] = [(batch.images, normalLabels)]
                 var attackRNG = SeededRNG(seed: config.seed, stream: streamBase | 1)
+                trainModeDetector?.reseed(SeededRNG(seed: config.seed, stream: streamBase | 2))
                 let attack = config.attack.trainingAttack(adversarialEpoch: max(0, adversarialEpoch), batch: bi)
                 if adversarial {
                     inputs.append((attack.run(on: trainDetector, images: batch.images, labels: normalLabels, batch: B,

@@ -576,7 +576,7 @@ extension ReferenceKernelsBase {
         var total = 0.0
         for bh in 0..<(batch * heads) {
             for i in s..<N { for j in s..<N {
-                total += u * (Double.log(u) - Double.log(max(Double(probs[(bh * N + i) * N + j]), 1e-30)))
+                total += u * (Double.log(u) - Double.log(Double(probs[(bh * N + i) * N + j]) + AttentionKL.logEpsilon))
             } }
         }
         return total / Double(batch * heads * np * np)
@@ -589,7 +589,7 @@ extension ReferenceKernelsBase {
         for bh in 0..<(batch * heads) {
             for i in s..<N { for j in s..<N {
                 let k = (bh * N + i) * N + j
-                dProbs[k] += Scalar(coef) / max(probs[k], Scalar(1e-30))
+                dProbs[k] += Scalar(coef) / (probs[k] + Scalar(AttentionKL.logEpsilon))
             } }
         }
     }

@@ -32,15 +32,21 @@ public enum PatchBCE {
 }
 
 /// PatchGuard's attention regulariser for one layer: `KL(U ‖ A)` on the patch-to-patch block of the attention
-/// probabilities, exactly as PyTorch's `F.kl_div(A.log(), U, reduction="mean")`:
-/// `R = mean over (B, NH, Np, Np) of U·(log U − log A)`, with `U = 1/Np`, `A = probs[:, :, s:, s:]` (the first
-/// `s` prefix tokens — class and register tokens — dropped, *not* renormalised). Lower R = attention closer to
-/// uniform = higher attention degree.
+/// probabilities, exactly as the official `Loss.reg`: `F.kl_div(log(A + 1e-8), U, reduction="mean")`:
+/// `R = mean over (B, NH, Np, Np) of U·(log U − log(A + ε))`, ε = ``logEpsilon`` = 1e-8, `U = 1/Np`,
+/// `A = probs[:, :, s:, s:]` (the first `s` prefix tokens — class and register tokens — dropped, *not*
+/// renormalised). Lower R = attention closer to uniform = higher attention degree. The mean over every element is
+/// KL(U ‖ A_row)/Np averaged over rows (`reduction="mean"`, not `"batchmean"`), as the official code has it.
 ///
-/// Shape legend: `B` batch, `NH` heads, `N = s + Np` tokens. `A` is clamped below at 1e-30 before the log (Float
-/// underflow would otherwise give an infinite loss; a probability that small contributes ≤ U·69 to the sum).
-/// Backward *adds* `dProbs[.., i, j] += −w·U/(A·count)` on the patch block; prefix rows/columns get nothing.
+/// Shape legend: `B` batch, `NH` heads, `N = s + Np` tokens. The ε caps an entry's term at U·(log U + 18.4) and
+/// makes its gradient through the softmax vanish (`A/(A + ε) → 0`) below ~1e-8: a probability that underflowed no
+/// longer counts up to U·(log U + 69) as with the clamp at 1e-30 used before (our only departure from the
+/// official loss, found by OfficialDiscriminatorParityTests).
+/// Backward *adds* `dProbs[.., i, j] += −w·U/((A + ε)·count)` on the patch block; prefix rows/columns get nothing.
 public enum AttentionKL {
+    /// ε in `log(A + ε)`, the official code's.
+    public static let logEpsilon = 1e-8
+
     @inlinable
     public static func forward<T: NNScalar>(_ probs: UnsafePointer<T>, batch B: Int, heads NH: Int, tokens N: Int,
                                             prefix s: Int) -> Double {
@@ -50,7 +56,7 @@ public enum AttentionKL {
         for bh in 0..<(B * NH) {
             let base = probs + bh * N * N
             for i in s..<N {
-                for j in s..<N { total += u * (logU - Double.log(max(Double(base[i * N + j]), 1e-30))) }
+                for j in s..<N { total += u * (logU - Double.log(Double(base[i * N + j]) + logEpsilon)) }
             }
         }
         return total / Double(B * NH * np * np)
@@ -62,11 +68,11 @@ public enum AttentionKL {
                                              batch B: Int, heads NH: Int, tokens N: Int, prefix s: Int,
                                              weight: Double) {
         let np = N - s
-        let coef = T(-weight / Double(np) / Double(B * NH * np * np))
+        let coef = T(-weight / Double(np) / Double(B * NH * np * np)), eps = T(logEpsilon)
         for bh in 0..<(B * NH) {
             let p = probs + bh * N * N, d = dProbs + bh * N * N
             for i in s..<N {
-                for j in s..<N { d[i * N + j] += coef / max(p[i * N + j], T(1e-30)) }
+                for j in s..<N { d[i * N + j] += coef / (p[i * N + j] + eps) }
             }
         }
     }

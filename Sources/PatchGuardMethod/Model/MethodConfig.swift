@@ -31,6 +31,9 @@ extension ConfigEnum {
     }
 }
 
+/// `data.mask_resize` (the type lives with the resamplers, in PatchGuardImage).
+extension MaskResizeRule: ConfigEnum {}
+
 public struct DiscriminatorConfig: Codable, Equatable, Sendable {
     /// Post-norm attention blocks after the learned positional encodings.
     public var layers = 1
@@ -135,10 +138,14 @@ public struct AttackConfig: Codable, Equatable, Sendable {
     public var trainTargets: [PGDTarget] = [.patches]
     /// ε grows linearly over the first this many adversarial epochs (ε·(j+1)/n in the j-th); 0 = full ε at once.
     public var epsilonRampEpochs = 0
+    /// Run the training attack on the model in training mode (discriminator dropout on, a fresh seeded mask per
+    /// forward: ``TrainingModeDetector``), as the official code does; false (ours) = evaluation mode, no dropout,
+    /// the model the evaluation scores. README "Fidelity to the official code".
+    public var trainMode = false
 
     enum CodingKeys: String, CodingKey {
         case trainSteps = "train_steps", epsilon, alpha, randomStart = "random_start", alphaScale = "alpha_scale"
-        case trainTargets = "train_targets", epsilonRampEpochs = "epsilon_ramp_epochs"
+        case trainTargets = "train_targets", epsilonRampEpochs = "epsilon_ramp_epochs", trainMode = "train_mode"
     }
 
     /// The training attack as the one attack type (PGD on the patch labels; α resolved by ``AttackSpec/alpha``).

@@ -208,14 +208,24 @@ extension PatchGuardModel: PatchDetector where T == Float {
     /// selection is made on the logits of this very forward). More than `maxBatch` images: two passes.
     public func inputGradient(_ images: UnsafePointer<Float>, batch: Int, dImages: UnsafeMutablePointer<Float>,
                               dLogitsFor: ([Float]) -> [Float]) -> [Float] {
+        var evaluation: SeededRNG? = nil
+        return inputGradient(images, batch: batch, dImages: dImages, dLogitsFor: dLogitsFor, dropout: &evaluation)
+    }
+
+    /// ``inputGradient(_:batch:dImages:dLogitsFor:)`` in evaluation mode (`dropout` nil) or in training mode
+    /// (discriminator dropout on, masks drawn from `dropout`; ``TrainingModeDetector``).
+    func inputGradient(_ images: UnsafePointer<Float>, batch: Int, dImages: UnsafeMutablePointer<Float>,
+                       dLogitsFor: ([Float]) -> [Float], dropout: inout SeededRNG?) -> [Float] {
         guard batch <= maxBatch else {
-            let d = dLogitsFor(patchLogits(images, batch: batch))
-            return d.withUnsafeBufferPointer { inputGradient(images, batch: batch, dLogits: $0.baseAddress!, dImages: dImages) }
+            let d = dLogitsFor(forwardPass(images, batch: batch, upstream: nil, dImages: nil, dropout: &dropout))
+            kernels.zero(dImages, count: batch * 3 * imageSize * imageSize)
+            return d.withUnsafeBufferPointer {
+                forwardPass(images, batch: batch, upstream: $0.baseAddress!, dImages: dImages, dropout: &dropout)
+            }
         }
         kernels.zero(dImages, count: batch * 3 * imageSize * imageSize)
-        var noDropout = SeededRNG(seed: 0)
         let feats = backboneForward(images, batch: batch, attention: false)
-        let logitsPointer = discriminator.forward(features: feats, batch: batch, training: false, using: &noDropout)
+        let logitsPointer = discriminatorForward(feats, batch: batch, dropout: &dropout)
         let logits = Array(UnsafeBufferPointer(start: logitsPointer, count: batch * numPatches))
         let upstream = dLogitsFor(logits)
         kernels.zero(dFeatures.data, count: batch * numPatches * dim * featureLayers.count)
@@ -230,14 +240,28 @@ extension PatchGuardModel: PatchDetector where T == Float {
     /// of each chunk into `dImages`. Returns the logits (batch, Np).
     func evaluationPass(_ images: UnsafePointer<Float>, batch: Int, upstream: UnsafePointer<Float>?,
                         dImages: UnsafeMutablePointer<Float>?) -> [Float] {
+        var evaluation: SeededRNG? = nil
+        return forwardPass(images, batch: batch, upstream: upstream, dImages: dImages, dropout: &evaluation)
+    }
+
+    /// The discriminator's forward in evaluation mode (`dropout` nil) or training mode (masks from `dropout`).
+    func discriminatorForward(_ feats: UnsafePointer<Float>, batch B: Int, dropout: inout SeededRNG?)
+        -> UnsafeMutablePointer<Float> {
+        if dropout != nil { return discriminator.forward(features: feats, batch: B, training: true, using: &dropout!) }
+        var unused = SeededRNG(seed: 0)
+        return discriminator.forward(features: feats, batch: B, training: false, using: &unused)
+    }
+
+    /// ``evaluationPass(_:batch:upstream:dImages:)`` in evaluation mode (`dropout` nil) or training mode.
+    func forwardPass(_ images: UnsafePointer<Float>, batch: Int, upstream: UnsafePointer<Float>?,
+                     dImages: UnsafeMutablePointer<Float>?, dropout: inout SeededRNG?) -> [Float] {
         var out = [Float](); out.reserveCapacity(batch * numPatches)
-        var noDropout = SeededRNG(seed: 0)
         let stride = 3 * imageSize * imageSize
         var start = 0
         while start < batch {
             let B = min(maxBatch, batch - start)
             let feats = backboneForward(images + start * stride, batch: B, attention: false)
-            let logits = discriminator.forward(features: feats, batch: B, training: false, using: &noDropout)
+            let logits = discriminatorForward(feats, batch: B, dropout: &dropout)
             out += UnsafeBufferPointer(start: logits, count: B * numPatches)
             if let upstream, let dImages {
                 kernels.zero(dFeatures.data, count: B * numPatches * dim * featureLayers.count)
@@ -249,5 +273,4 @@ extension PatchGuardModel: PatchDetector where T == Float {
         }
         return out
     }
-
 }
