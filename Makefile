@@ -2,6 +2,10 @@
 SWIFT      ?= swift
 CONFIG     ?= Configs/default.json
 RUN_DIR    ?= runs/default
+# The baseline make run sets beside the robust model: the same detector trained without attacks. The robust job
+# starts from its backbone (adversarial fine-tuning), so it runs first.
+CLEAN_CONFIG  ?= Configs/default-clean.json
+CLEAN_RUN_DIR ?= runs/default-clean
 DATA_DIR   ?= Datasets/generated
 BIN        := .build/release/patchguard
 SYSTEM_PACKAGES := libopenblas-dev libpng-dev libjpeg-dev
@@ -11,7 +15,7 @@ SYSTEM_PACKAGES := libopenblas-dev libpng-dev libjpeg-dev
 all: build
 
 help:
-	@echo "make run    install system packages if missing, build (release), run the default job ($(CONFIG))"
+	@echo "make run    install system packages if missing, build (release), train a clean and a robust model on generated data, compare them"
 	@echo "make test   run the whole test suite"
 	@echo "make bench  sgemm GFLOPS, ViT img/s and peak memory"
 	@echo "make fuzz   libFuzzer + ASan harnesses (image decoder, safetensors, config), FUZZ_SECONDS (60) each"
@@ -32,15 +36,22 @@ build: deps
 debug: deps
 	$(SWIFT) build
 
-# The default job end to end: generated data (if absent) → adversarial training → evaluation (clean + PGD) →
-# heat maps. Everything lands in $(RUN_DIR); open $(RUN_DIR)/heatmaps/index.html afterwards.
+# The default job end to end: generated data (if absent or stale) → a clean-trained model ($(CLEAN_CONFIG)) →
+# the robust model, adversarially fine-tuned from its backbone ($(CONFIG)) → both evaluated (clean, PGD-10 on the
+# image score and on the patches) with heat maps → one side-by-side table ($(RUN_DIR)/compare.md).
 run: build
-	@if [ ! -f "$(DATA_DIR)/widget/_generated.json" ]; then $(BIN) generate-data --output $(DATA_DIR); fi
-	rm -rf $(RUN_DIR)
-	$(BIN) train --config $(CONFIG) --output $(RUN_DIR)
-	$(BIN) heatmaps --config $(CONFIG) --output $(RUN_DIR) --checkpoint $(RUN_DIR)/checkpoint.safetensors
+	$(BIN) generate-data --output $(DATA_DIR) --skip-if-current
+	rm -rf $(RUN_DIR) $(CLEAN_RUN_DIR)
+	$(BIN) train --config $(CLEAN_CONFIG) --output $(CLEAN_RUN_DIR)
+	$(BIN) train --config $(CONFIG) --output $(RUN_DIR) --set model.weights=$(CLEAN_RUN_DIR)/checkpoint.safetensors
+	$(BIN) heatmaps --config $(CLEAN_CONFIG) --output $(CLEAN_RUN_DIR) --checkpoint $(CLEAN_RUN_DIR)/checkpoint.safetensors
+	$(BIN) heatmaps --config $(CONFIG) --output $(RUN_DIR) --checkpoint $(RUN_DIR)/best.safetensors \
+	  --set model.weights=$(CLEAN_RUN_DIR)/checkpoint.safetensors
 	@echo
-	@echo "results: $(RUN_DIR)/metrics.md   heat maps: $(RUN_DIR)/heatmaps/index.html   training log: $(RUN_DIR)/train_log.jsonl"
+	$(BIN) compare $(CLEAN_RUN_DIR) $(RUN_DIR) --name clean-trained --name robust-trained --output $(RUN_DIR)/compare.md
+	@echo
+	@echo "table: $(RUN_DIR)/compare.md   per model: $(CLEAN_RUN_DIR)/metrics.md, $(RUN_DIR)/metrics.md"
+	@echo "heat maps: $(CLEAN_RUN_DIR)/heatmaps/index.html, $(RUN_DIR)/heatmaps/index.html   training logs: */train_log.jsonl"
 
 # Serial: OpenBLAS's thread count is process-global and attention switches it to 1 around its per-head GEMMs;
 # tests running concurrently in one process would see each other's setting, and the bit-exact resume test

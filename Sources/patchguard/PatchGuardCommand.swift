@@ -18,7 +18,7 @@ struct PatchGuardCommand: ParsableCommand {
         """,
         version: PatchGuardVersion.string,
         subcommands: [Train.self, Evaluate.self, Certify.self, Heatmaps.self, Foreground.self, Synthesize.self,
-                      GenerateData.self, Features.self, Bench.self, Predict.self])
+                      GenerateData.self, Features.self, Bench.self, Predict.self, Compare.self])
 }
 
 enum PatchGuardVersion {

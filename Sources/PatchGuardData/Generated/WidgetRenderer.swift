@@ -69,7 +69,9 @@ struct WidgetScene {
 
     /// A random defect of `type` (one of ``defectTypes``), placed on the body.
     func randomDefect(_ type: String, using rng: inout SeededRNG) -> Defect {
-        let r = radius, c = center, px = max(Float(1), Float(size) / 128)
+        // Widths scale with the image: `px` is one pixel of a 64-pixel rendering (the size the default job trains at),
+        // so a scratch or crack stays at least about a pixel wide there and is not lost to downsampling.
+        let r = radius, c = center, px = max(Float(0.5), Float(size) / 64)
         let inside: (P2, Float) -> Bool = { p, margin in (p - c).length + margin < 0.86 * r }
         func pointInDisc(maxRadius: Float) -> P2 {
             let rr = maxRadius * rng.float(0, 1).squareRoot()
@@ -78,7 +80,7 @@ struct WidgetScene {
         switch type {
         case "scratch":
             var length = r * rng.float(0.45, 0.8)
-            let hw = max(0.6, rng.float(0.65, 0.95) * px)
+            let hw = max(0.6, rng.float(0.6, 0.9) * px)
             let bend = rng.float(0.08, 0.3) * rng.sign()
             var a = c, b = c
             for attempt in 0..<40 {
@@ -93,7 +95,7 @@ struct WidgetScene {
             return .surface(.scratch(from: a, to: b, bend: bend, halfWidth: hw, paint: paint,
                                      opacity: rng.float(0.75, 0.9), size: size))
         case "crack":
-            let hw = max(0.6, rng.float(0.9, 1.25) * px)
+            let hw = max(0.6, rng.float(0.75, 1.05) * px)
             let strokes = Strokes.crack(start: pointInDisc(maxRadius: 0.55 * r), heading: rng.float(0, 2 * .pi),
                                         steps: rng.int(in: 8..<13), stepLength: 0.075 * r,
                                         branches: rng.int(in: 1..<3), hwStart: hw, size: size,
@@ -101,8 +103,8 @@ struct WidgetScene {
             return .surface(SurfaceDefect(shape: .strokes(strokes), paint: RGB(0.05, 0.045, 0.04),
                                           opacity: rng.float(0.85, 0.95), mottle: 0, noiseSeed: 0))
         case "stain":
-            var a = r * rng.float(0.13, 0.22)
-            let soft = rng.float(1.5, 3) * px
+            var a = r * rng.float(0.18, 0.28)
+            let soft = rng.float(0.75, 1.5) * px
             var blob = Blob.random(center: c, a: a, b: a, roughness: 0.3, harmonics: 3, softness: soft, size: size,
                                    using: &rng)
             for attempt in 0..<40 {
@@ -112,10 +114,10 @@ struct WidgetScene {
                 if attempt % 8 == 7 { a *= 0.85 }
             }
             let paint = SurfaceDefect.objectStainPaints[rng.int(in: 0..<SurfaceDefect.objectStainPaints.count)]
-            return .surface(SurfaceDefect(shape: .blob(blob), paint: paint, opacity: rng.float(0.55, 0.8),
+            return .surface(SurfaceDefect(shape: .blob(blob), paint: paint, opacity: rng.float(0.7, 0.9),
                                           mottle: 0.35, noiseSeed: rng.seed32()))
         case "hole":
-            var a = r * rng.float(0.1, 0.17)
+            var a = r * rng.float(0.13, 0.2)
             var blob = Blob.random(center: c, a: a, b: a, roughness: 0.08, harmonics: 2, softness: 1, size: size,
                                    using: &rng)
             for attempt in 0..<40 {

@@ -122,7 +122,14 @@ public final class Trainer {
         if !config.model.weights.isEmpty && !resume {
             let warnings = try model.loadBackboneWeights(path: config.model.weights)
             run.log("backbone weights: \(config.model.weights)")
-            for w in warnings { run.log("warning: \(w)") }
+            // A PatchGuard checkpoint as backbone (fine-tuning a trained run) also holds the discriminator and the
+            // optimizer state: one line for those instead of one warning per tensor.
+            let unused = warnings.filter { $0.hasPrefix("unused tensor") }
+            for w in warnings where !w.hasPrefix("unused tensor") { run.log("warning: \(w)") }
+            if !unused.isEmpty {
+                run.log("backbone weights: \(unused.count) tensors that are not the backbone's skipped (a PatchGuard "
+                        + "checkpoint's discriminator and optimizer state, or a classifier head)")
+            }
         }
         var startEpoch = 0
         var history: [EpochRecord] = []
