@@ -184,16 +184,7 @@ public struct CertificationReport: Codable, Equatable, Sendable {
                             + s.certified.map { EvaluationReport.formatMetric($0.pixelAUROC) } + ["–", "–"])
             }
         }
-        let all = [header] + rows
-        let widths = header.indices.map { j in all.map { $0[j].count }.max() ?? 0 }
-        func line(_ cells: [String]) -> String {
-            "| " + cells.enumerated().map { j, s in s + String(repeating: " ", count: widths[j] - s.count) }
-                .joined(separator: " | ") + " |"
-        }
-        var out = line(header) + "\n"
-        out += "|" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "|") + "|\n"
-        for r in rows { out += line(r) + "\n" }
-        return out
+        return MarkdownTable.render(header: header, rows: rows)
     }
 
     /// `metrics.md`: settings, the bound, the table and the notes.

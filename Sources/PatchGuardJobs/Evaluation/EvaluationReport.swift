@@ -360,16 +360,7 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
             rows.append([w.displayName, Self.formatBudget(w.epsilon, norm: w.norm), "–", "–", w.norm.display, "–",
                          "worst of \(w.attacks.count) + clean"] + values(w.metrics))
         }
-        let all = [header] + rows
-        let widths = header.indices.map { j in all.map { $0[j].count }.max() ?? 0 }
-        func line(_ cells: [String]) -> String {
-            "| " + cells.enumerated().map { j, s in s + String(repeating: " ", count: widths[j] - s.count) }
-                .joined(separator: " | ") + " |"
-        }
-        var out = line(header) + "\n"
-        out += "|" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "|") + "|\n"
-        for r in rows { out += line(r) + "\n" }
-        return out
+        return MarkdownTable.render(header: header, rows: rows)
     }
 
     /// `metrics.md`: a heading, the settings, the table and the notes.

@@ -216,12 +216,6 @@ public struct PredictionReport: Codable, Equatable, Sendable {
             row.append("\(attack.name.uppercased())-\(attack.steps) \(attack.norm) ε=\(EvaluationReport.formatBudget(attack.epsilon, norm: attack.norm == "l2" ? .l2 : .linf)): "
                        + "\(flipped) of \(count - failed) decisions flipped")
         }
-        let widths = header.indices.map { max(header[$0].count, row[$0].count) }
-        func line(_ cells: [String]) -> String {
-            "| " + cells.enumerated().map { $1 + String(repeating: " ", count: widths[$0] - $1.count) }
-                .joined(separator: " | ") + " |"
-        }
-        return line(header) + "\n|" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "|")
-            + "|\n" + line(row) + "\n"
+        return MarkdownTable.render(header: header, rows: [row])
     }
 }

@@ -99,16 +99,7 @@ public struct RunComparison: Sendable {
                 return s
             })
         }
-        var widths = header.map(\.count)
-        for r in cells { for (j, s) in r.enumerated() { widths[j] = max(widths[j], s.count) } }
-        func line(_ r: [String]) -> String {
-            "| " + r.enumerated().map { j, s in s + String(repeating: " ", count: widths[j] - s.count) }
-                .joined(separator: " | ") + " |"
-        }
-        var out = line(header) + "\n"
-        out += "|" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "|") + "|\n"
-        for r in cells { out += line(r) + "\n" }
-        return out
+        return MarkdownTable.render(header: header, rows: cells)
     }
 
     /// `compare.md`: what was compared (test set, attacks) and the table.

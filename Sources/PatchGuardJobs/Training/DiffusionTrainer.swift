@@ -145,14 +145,7 @@ public final class DiffusionTrainer {
         model.meanMap = det.meanMap
     }
 
-    func writeHistory(_ history: [DiffusionEpochRecord]) throws {
-        let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]
-        let lines = try history.map { String(decoding: try e.encode($0), as: UTF8.self) }
-        try AtomicFile.write(lines.joined(separator: "\n") + "\n", to: logPath)
-    }
+    func writeHistory(_ history: [DiffusionEpochRecord]) throws { try JSONLines.write(history, to: logPath) }
 
-    func readHistory() throws -> [DiffusionEpochRecord] {
-        guard let text = try? String(contentsOfFile: logPath, encoding: .utf8) else { return [] }
-        return try text.split(separator: "\n").map { try JSONDecoder().decode(DiffusionEpochRecord.self, from: Data($0.utf8)) }
-    }
+    func readHistory() throws -> [DiffusionEpochRecord] { try JSONLines.read(DiffusionEpochRecord.self, from: logPath) }
 }

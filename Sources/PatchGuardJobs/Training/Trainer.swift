@@ -341,14 +341,7 @@ public final class Trainer {
         try AtomicFile.write(String(decoding: try e.encode(best), as: UTF8.self) + "\n", to: bestRecordPath)
     }
 
-    func writeHistory(_ history: [EpochRecord]) throws {
-        let e = JSONEncoder(); e.outputFormatting = [.sortedKeys]
-        let lines = try history.map { String(decoding: try e.encode($0), as: UTF8.self) }
-        try AtomicFile.write(lines.joined(separator: "\n") + "\n", to: logPath)
-    }
+    func writeHistory(_ history: [EpochRecord]) throws { try JSONLines.write(history, to: logPath) }
 
-    func readHistory() throws -> [EpochRecord] {
-        guard let text = try? String(contentsOfFile: logPath, encoding: .utf8) else { return [] }
-        return try text.split(separator: "\n").map { try JSONDecoder().decode(EpochRecord.self, from: Data($0.utf8)) }
-    }
+    func readHistory() throws -> [EpochRecord] { try JSONLines.read(EpochRecord.self, from: logPath) }
 }
