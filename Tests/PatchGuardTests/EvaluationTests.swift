@@ -210,7 +210,7 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
         let root = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         #expect(Set(root.keys) == ["category", "detector", "images", "normal_images", "anomalous_images", "image_size",
                                    "patch_size", "batch_size", "scoring", "aupro_fpr_limit", "seconds", "clean_seconds",
-                                   "clean", "attacks", "notes", "worst_case", "thresholds"])
+                                   "clean", "attacks", "notes", "worst_case", "thresholds", "per_defect_type"])
         let metricKeys: Set<String> = ["image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max"]
         let clean = try #require(root["clean"] as? [String: Any])
         #expect(Set(clean.keys) == metricKeys)
@@ -230,6 +230,19 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
         #expect(attacks[0]["target"] as? String == "pixel (patch labels)")
         let scoring = try #require(root["scoring"] as? [String: Any])
         #expect(Set(scoring.keys) == ["top_k", "sigma", "radius"])
+        // Per defect type: the normals against that type's images, clean and per worst-case row.
+        let perType = try #require(root["per_defect_type"] as? [[String: Any]])
+        #expect(perType.map { $0["type"] as? String } == ["hole", "scratch"])
+        #expect(Set(perType[0].keys) == ["type", "images", "clean_image_auroc", "worst_case_image_auroc"])
+        for row in perType {
+            let type = try #require(row["type"] as? String)
+            let members = result.images.filter { $0.label == 0 || $0.defectType == type }
+            let expected = try ImageAUROC.auroc(scores: members.map { Double($0.cleanScore) },
+                                                labels: members.map { $0.label == 1 })
+            #expect(row["images"] as? Int == members.filter { $0.label == 1 }.count)
+            #expect(row["clean_image_auroc"] as? Double == expected)
+            #expect((row["worst_case_image_auroc"] as? [Double])?.count == 1)
+        }
         #expect(clean["image_auroc"] as? Double == result.report.clean.imageAUROC)
         // Round trip.
         let decoded = try JSONDecoder().decode(EvaluationReport.self, from: data)
@@ -238,6 +251,7 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
         let md = try readText(dir + "/metrics.md")
         #expect(md.contains(result.report.table()))
         #expect(md.contains("| PGD-2 "))
+        #expect(md.contains(result.report.perDefectTypeTable()) && md.contains("| scratch "))
         #expect(md.contains(EvaluationReport.formatMetric(result.report.clean.imageAUROC)))
         let svg = try readText(dir + "/roc_image.svg")
         #expect(svg.contains("clean (AUC") && svg.contains("PGD-2 ε=8/255 (AUC"))

@@ -245,6 +245,35 @@ public struct WorstCaseReport: Codable, Equatable, Sendable {
     }
 }
 
+/// Image AUROC of the normal test images against the images of one defect type: which kinds of defect a model
+/// finds and which it misses (clean, and for each worst-case budget).
+public struct DefectTypeReport: Codable, Equatable, Sendable {
+    /// The defect folder name (`"crack"`).
+    public var type: String
+    /// Test images of that type.
+    public var images: Int
+    public var cleanImageAUROC: Double?
+    /// One per ``EvaluationReport/worstCase`` row, in order.
+    public var worstCaseImageAUROC: [Double?]
+
+    public init(type: String, images: Int, cleanImageAUROC: Double?, worstCaseImageAUROC: [Double?]) {
+        self.type = type; self.images = images; self.cleanImageAUROC = cleanImageAUROC
+        self.worstCaseImageAUROC = worstCaseImageAUROC
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case type, images, cleanImageAUROC = "clean_image_auroc", worstCaseImageAUROC = "worst_case_image_auroc"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(type, forKey: .type)
+        try c.encode(images, forKey: .images)
+        try c.encode(cleanImageAUROC, forKey: .cleanImageAUROC)
+        try c.encode(worstCaseImageAUROC, forKey: .worstCaseImageAUROC)
+    }
+}
+
 /// Everything `metrics.json` holds. Build it with ``Evaluator``; encode with ``jsonData()``.
 public struct EvaluationReport: Codable, Equatable, Sendable {
     public var category: String
@@ -267,6 +296,8 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
     public var worstCase: [WorstCaseReport]
     /// Human-readable remarks (e.g. why a metric is n/a).
     public var notes: [String]
+    /// Image AUROC per defect type (normals against that type), sorted by type; empty without normal images.
+    public var perDefectType: [DefectTypeReport] = []
     /// The stored threshold's FPR/TPR on this test set and the F1-max thresholds (set by ``EvaluationJob``).
     public var thresholds: DecisionThresholds?
 
@@ -286,7 +317,7 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
         case category, detector, images, normalImages = "normal_images", anomalousImages = "anomalous_images"
         case imageSize = "image_size", patchSize = "patch_size", batchSize = "batch_size", scoring
         case auproFPRLimit = "aupro_fpr_limit", seconds, cleanSeconds = "clean_seconds", clean, attacks, notes
-        case worstCase = "worst_case", thresholds
+        case worstCase = "worst_case", thresholds, perDefectType = "per_defect_type"
     }
 
     public init(from decoder: Decoder) throws {
@@ -304,6 +335,7 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
                   notes: try c.decode([String].self, forKey: .notes),
                   worstCase: try c.decodeIfPresent([WorstCaseReport].self, forKey: .worstCase) ?? [])
         thresholds = try c.decodeIfPresent(DecisionThresholds.self, forKey: .thresholds)
+        perDefectType = try c.decodeIfPresent([DefectTypeReport].self, forKey: .perDefectType) ?? []
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -324,6 +356,7 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
         try c.encode(attacks, forKey: .attacks)
         try c.encode(worstCase, forKey: .worstCase)
         try c.encode(thresholds, forKey: .thresholds)
+        try c.encode(perDefectType, forKey: .perDefectType)
         try c.encode(notes, forKey: .notes)
     }
 
@@ -359,6 +392,16 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
         for w in worstCase {
             rows.append([w.displayName, Self.formatBudget(w.epsilon, norm: w.norm), "–", "–", w.norm.display, "–",
                          "worst of \(w.attacks.count) + clean"] + values(w.metrics))
+        }
+        return MarkdownTable.render(header: header, rows: rows)
+    }
+
+    /// One row per defect type: its image count, clean image AUROC and the worst case of each budget.
+    public func perDefectTypeTable() -> String {
+        let header = ["defect type", "images", "clean image AUROC"] + worstCase.map { "\($0.displayName) image AUROC" }
+        let rows = perDefectType.map { d in
+            [d.type, "\(d.images)", Self.formatMetric(d.cleanImageAUROC)]
+                + worstCase.indices.map { j in Self.formatMetric(j < d.worstCaseImageAUROC.count ? d.worstCaseImageAUROC[j] : nil) }
         }
         return MarkdownTable.render(header: header, rows: rows)
     }
@@ -399,6 +442,10 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
             if let r = a.imageStepsPerSecond { s += String(format: " (%.2f image·steps/s)", r) }
         }
         s += ").\n"
+        if !perDefectType.isEmpty {
+            s += "\nImage AUROC per defect type (the normal test images against the images of that type):\n\n"
+            s += perDefectTypeTable()
+        }
         if let thresholds {
             s += "\nDecision thresholds (image score):\n\n" + thresholds.lines().map { "- \($0)\n" }.joined()
         }

@@ -318,6 +318,32 @@ public final class Evaluator {
             worstCase: zip(budgets, worstCurves).map { w, c in
                 WorstCaseReport(norm: w.norm, epsilon: w.epsilon, attacks: w.labels, metrics: c.metrics)
             })
-        return EvaluationResult(report: report, clean: clean, attacks: attacked, images: images, worstCase: worstCurves)
+        var result = EvaluationResult(report: report, clean: clean, attacks: attacked, images: images,
+                                      worstCase: worstCurves)
+        result.report.perDefectType = try Self.perDefectType(
+            samples.map { ($0.defectType, $0.label) }, clean: images.map { $0.cleanScore },
+            worstCase: budgets.map { $0.scores })
+        return result
+    }
+
+    /// Image AUROC of the normal images (label 0) against each defect type's images, for the clean scores and each
+    /// worst-case score array (empty arrays give `nil`). Sorted by type; empty when there is no normal image.
+    static func perDefectType(_ samples: [(type: String, label: Int)], clean: [Float], worstCase: [[Float]]) throws
+        -> [DefectTypeReport] {
+        let normals = samples.indices.filter { samples[$0].label == 0 }
+        guard !normals.isEmpty else { return [] }
+        let types = Set(samples.filter { $0.label == 1 }.map { $0.type }).sorted()
+        func auroc(_ scores: [Float], _ defective: [Int]) throws -> Double? {
+            guard scores.count == samples.count else { return nil }
+            var m = ImageAUROC()
+            try m.update(scores: normals.map { scores[$0] } + defective.map { scores[$0] },
+                         labels: normals.map { _ in false } + defective.map { _ in true })
+            return try m.compute().auroc
+        }
+        return try types.map { t in
+            let defective = samples.indices.filter { samples[$0].label == 1 && samples[$0].type == t }
+            return DefectTypeReport(type: t, images: defective.count, cleanImageAUROC: try auroc(clean, defective),
+                                    worstCaseImageAUROC: try worstCase.map { try auroc($0, defective) })
+        }
     }
 }
