@@ -109,6 +109,13 @@ import PatchGuardData
         #expect(m.contains("model.discriminator.hidden = 32"))
         let size = try writeTemp(#"{"data": {"image_size": 32}}"#)
         #expect(message { _ = try EvaluationJob(checkpoint: checkpoint, configPath: size) }.contains("data.image_size is 32"))
+        // A --set of the same key supersedes the file's value: then it is the override that must agree.
+        let trainedSize = try EvaluationJob(checkpoint: checkpoint).config.data.imageSize
+        #expect(trainedSize != 32)
+        #expect(try EvaluationJob(checkpoint: checkpoint, configPath: size, overrides: ["data.image_size=\(trainedSize)"])
+                    .config.data.imageSize == trainedSize)
+        #expect(message { _ = try EvaluationJob(checkpoint: checkpoint, configPath: size, overrides: ["data.image_size=32"]) }
+                    .hasPrefix("--set data.image_size=32: data.image_size is 32"))
         let set = message { _ = try EvaluationJob(checkpoint: checkpoint, overrides: ["model.arch=vit_tiny_patch16_224"]) }
         #expect(set.hasPrefix("--set model.arch=vit_tiny_patch16_224: model.arch is \"vit_tiny_patch16_224\""))
         #expect(set.contains("\"vit_cpu_tiny\""))

@@ -23,7 +23,11 @@ extension EvaluationJob {
         var tree = trained
         if let configPath {
             let file = try JobConfig.fileTree(path: configPath)
-            if let key = firstModelDifference(stated: file.user, in: file.merged, from: trained) {
+            // A key that a `--set` assigns is the override's to agree on (checked below), not the file's.
+            let overridden = overrides.map { a in
+                a.split(separator: "=", maxSplits: 1).first.map { $0.split(separator: ".").map(String.init) } ?? []
+            }
+            if let key = firstModelDifference(stated: file.user, in: file.merged, from: trained, ignoring: overridden) {
                 throw mismatch(key, source: configPath, given: file.merged, trained: trained, checkpoint: checkpoint)
             }
             // Keys were checked against the schema by `fileTree`; the file's stated values go over the checkpoint's.
@@ -49,12 +53,14 @@ extension EvaluationJob {
     }
 
     /// The first model key (``isModelKey(_:)``) that `stated` spells out and whose value in `merged` differs
-    /// from `trained`'s.
+    /// from `trained`'s, skipping the paths under any of `ignoring`.
     static func firstModelDifference(stated: JSONValue, in merged: JSONValue, from trained: JSONValue,
-                                     path: [String] = []) -> [String]? {
+                                     path: [String] = [], ignoring: [[String]] = []) -> [String]? {
+        if ignoring.contains(where: { !$0.isEmpty && path.starts(with: $0) }) { return nil }
         if case let .object(o) = stated, case .object? = StrictConfig.value(at: path, in: trained) {
             for key in o.keys.sorted() {
-                if let d = firstModelDifference(stated: o[key]!, in: merged, from: trained, path: path + [key]) {
+                if let d = firstModelDifference(stated: o[key]!, in: merged, from: trained, path: path + [key],
+                                                ignoring: ignoring) {
                     return d
                 }
             }
