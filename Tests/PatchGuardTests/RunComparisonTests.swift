@@ -66,6 +66,32 @@ import PatchGuardMethod
         #expect(rows[5].contains("0.5000 (PGD-10 ε=2/255)"))
     }
 
+    @Test func oneRowPerImageAttackAndBudgetMatchedByBudget() throws {
+        func twoBudgets(_ small: Double, _ large: Double, reversed: Bool) -> EvaluationReport {
+            var r = Self.report(clean: 0.9, topK: nil, patches: 0.5, worst: 0.4)
+            var image = [(2.0 / 255, small), (8.0 / 255, large)].map { e, v in
+                AttackReport(attack: AttackSpec(epsilon: e, steps: 10, target: .imageTopK), seconds: 1,
+                             metrics: MetricSet(imageAUROC: v, pixelAUROC: 0.2))
+            }
+            var worst = [(2.0 / 255, small - 0.01), (8.0 / 255, large - 0.01)].map { e, v in
+                WorstCaseReport(norm: .linf, epsilon: e, attacks: ["a"], metrics: MetricSet(imageAUROC: v, pixelAUROC: 0.3))
+            }
+            if reversed { image.reverse(); worst.reverse() }
+            r.attacks = image + r.attacks
+            r.worstCase = worst
+            return r
+        }
+        let comparison = RunComparison(columns: [.init(name: "x", report: twoBudgets(0.11, 0.01, reversed: false)),
+                                                 .init(name: "y", report: twoBudgets(0.62, 0.33, reversed: true))])
+        let rows = comparison.table().split(separator: "\n").map(String.init)
+        #expect(rows.count == 2 + 2 + 2 + 1 + 4)
+        #expect(rows[4].contains("image_topk ε=2/255") && rows[4].contains("0.1100") && rows[4].contains("0.6200"))
+        #expect(rows[5].contains("image_topk ε=8/255") && rows[5].contains("0.0100") && rows[5].contains("0.3300"))
+        #expect(!rows[4].contains("(") && !rows[5].contains("("))   // same budgets: no attack named in a cell
+        #expect(rows[7].contains("worst-case image AUROC L∞ 2/255") && rows[7].contains("0.1000") && rows[7].contains("0.6100"))
+        #expect(rows[9].contains("worst-case image AUROC L∞ 8/255") && rows[9].contains("0.0000") && rows[9].contains("0.3200"))
+    }
+
     @Test func missingMetricsIsAnIOError() {
         #expect(throws: PatchGuardError.self) { try RunComparison.load(runs: [temporaryDirectory("nometrics")]) }
         #expect(throws: PatchGuardError.self) { try RunComparison.load(runs: []) }

@@ -7,11 +7,12 @@ import PatchGuardMethod
 ///
 /// Rows, each `n/a` where a run lacks it:
 /// - clean image AUROC and clean pixel AUROC;
-/// - image AUROC under the image-score attack: the first attack with target `image_topk` (the exact top-k score
-///   the image AUROC ranks), else `image`; its name and ε are in the row label;
+/// - image AUROC under each image-score attack (target `image_topk`, the exact top-k score the image AUROC ranks,
+///   else `image`) of the first run that has any, one row per attack, each run's attack matched by budget (norm
+///   and ε, else by position); name and ε are in the row label;
 /// - pixel AUROC under the patch attack: the first attack with target `patches` (the paper's attack on the map);
-/// - image and pixel AUROC of the first worst-case row (per image the strongest of the attacks at that budget,
-///   clean counted).
+/// - image and pixel AUROC of each worst-case row (per image the strongest of the attacks at that budget, clean
+///   counted), matched by budget the same way.
 /// The row label names the attack of the *first* run; a run whose matching attack differs (another ε or step
 /// count) shows its own in brackets beside the figure, so unlike attacks are never silently compared.
 public struct RunComparison: Sendable {
@@ -60,25 +61,54 @@ public struct RunComparison: Sendable {
         return nil
     }
 
-    var rows: [Row] {
-        func attackRow(_ what: String, targets: [PGDTarget], _ metric: (MetricSet) -> Double?) -> Row {
-            let found = columns.map { Self.attack($0.report, targets: targets) }
-            let reference = found.compactMap { $0 }.first?.attack
-            let label = reference.map { "\(what) under \($0.displayName) ε=\($0.epsilonText)" }
-                ?? "\(what) under attack (none run)"
-            return Row(label: label, values: found.map { ($0.flatMap { metric($0.metrics) }, $0?.attack) })
+    /// The image-score attacks of a report (target `image_topk`, else `image`), in order.
+    static func imageAttacks(_ report: EvaluationReport) -> [AttackReport] {
+        let topK = report.attacks.filter { $0.attack.target == .imageTopK }
+        return topK.isEmpty ? report.attacks.filter { $0.attack.target == .image } : topK
+    }
+
+    /// The element of `candidates` at the same budget as `reference` (same norm and ε), else the `index`-th one.
+    static func matching<T>(_ candidates: [T], index: Int, norm: (T) -> AttackNorm, epsilon: (T) -> Double,
+                            reference: (norm: AttackNorm, epsilon: Double)) -> T? {
+        if let same = candidates.first(where: { norm($0) == reference.norm && epsilon($0) == reference.epsilon }) {
+            return same
         }
+        return index < candidates.count ? candidates[index] : nil
+    }
+
+    var rows: [Row] {
         var out = [
             Row(label: "clean image AUROC", values: columns.map { ($0.report.clean.imageAUROC, nil) }),
             Row(label: "clean pixel AUROC", values: columns.map { ($0.report.clean.pixelAUROC, nil) }),
-            attackRow("image AUROC", targets: [.imageTopK, .image]) { $0.imageAUROC },
-            attackRow("pixel AUROC", targets: [.patches]) { $0.pixelAUROC },
         ]
-        let worst = columns.map { $0.report.worstCase.first }
-        if let w = worst.compactMap({ $0 }).first {
+        // One image-score row per image-score attack of the first run that has any, matched by budget.
+        let imageReference = columns.map { Self.imageAttacks($0.report) }.first { !$0.isEmpty } ?? []
+        if imageReference.isEmpty {
+            out.append(Row(label: "image AUROC under attack (none run)", values: columns.map { _ in (nil, nil) }))
+        }
+        for (j, r) in imageReference.enumerated() {
+            let found = columns.map {
+                Self.matching(Self.imageAttacks($0.report), index: j, norm: { $0.attack.norm },
+                              epsilon: { $0.attack.epsilon }, reference: (r.attack.norm, r.attack.epsilon))
+            }
+            out.append(Row(label: "image AUROC under \(r.attack.displayName) ε=\(r.attack.epsilonText)",
+                           values: found.map { ($0?.metrics.imageAUROC, $0?.attack) }))
+        }
+        let patches = columns.map { Self.attack($0.report, targets: [.patches]) }
+        let patchReference = patches.compactMap { $0 }.first?.attack
+        out.append(Row(label: patchReference.map { "pixel AUROC under \($0.displayName) ε=\($0.epsilonText)" }
+                           ?? "pixel AUROC under attack (none run)",
+                       values: patches.map { ($0?.metrics.pixelAUROC, $0?.attack) }))
+        // One pair of worst-case rows per budget of the first run that has any.
+        let worstReference = columns.map(\.report.worstCase).first { !$0.isEmpty } ?? []
+        for (j, w) in worstReference.enumerated() {
+            let found = columns.map {
+                Self.matching($0.report.worstCase, index: j, norm: { $0.norm }, epsilon: { $0.epsilon },
+                              reference: (w.norm, w.epsilon))
+            }
             let budget = "\(w.norm.display) \(EvaluationReport.formatBudget(w.epsilon, norm: w.norm))"
-            out.append(Row(label: "worst-case image AUROC \(budget)", values: worst.map { ($0?.metrics.imageAUROC, nil) }))
-            out.append(Row(label: "worst-case pixel AUROC \(budget)", values: worst.map { ($0?.metrics.pixelAUROC, nil) }))
+            out.append(Row(label: "worst-case image AUROC \(budget)", values: found.map { ($0?.metrics.imageAUROC, nil) }))
+            out.append(Row(label: "worst-case pixel AUROC \(budget)", values: found.map { ($0?.metrics.pixelAUROC, nil) }))
         }
         return out
     }
