@@ -116,4 +116,28 @@ import PatchGuardData
         }
         #expect(FileManager.default.fileExists(atPath: dir + "/metrics.json"))
     }
+
+    /// The stored mean map belongs to the training t*: evaluating at another t* recomputes it on the training
+    /// normals (and says so); at the same t* the stored one is used.
+    @Test func anotherTStarRecomputesTheMeanMap() throws {
+        var config = try Self.tinyJob()
+        config.eval.attacks = []
+        let dir = TrainingTests.tempDir("dtstar")
+        let summary = try DiffusionTrainer(config: config, run: try RunDirectory(path: dir, command: "train")).train()
+        func evaluate(_ overrides: [String]) throws -> (log: String, clean: DiffusionPassResult) {
+            let out = TrainingTests.tempDir("dtstar-eval")
+            let results = try DiffusionEvaluationJob(checkpoint: summary.checkpoint, overrides: overrides)
+                .run(in: try RunDirectory(path: out, command: "evaluate"), showProgress: false)
+            return (try String(contentsOfFile: out + "/log.txt", encoding: .utf8), results[0])
+        }
+        let same = try evaluate([])
+        #expect(!same.log.contains("mean map recomputed"))
+        let other = try evaluate(["diffusion.t_star=200"])
+        #expect(other.log.contains("mean map recomputed on 6 training normals at t* = 200"))
+        #expect(other.log.contains("the checkpoint's is for t* = 50"))
+        // Recomputing at the stored t* (more draws) changes the map, so the figures are those of the new setting.
+        let draws = try evaluate(["diffusion.noise_draws=3"])
+        #expect(draws.log.contains("3 draw(s)"))
+        #expect(other.clean != same.clean || draws.clean != same.clean)
+    }
 }

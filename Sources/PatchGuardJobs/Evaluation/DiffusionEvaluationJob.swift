@@ -53,6 +53,19 @@ public struct DiffusionEvaluationJob {
                 + "\(config.diffusion.noiseDraws) noise draw(s)")
         let category = try MVTecCategory.scan(root: config.data.root, category: config.data.category)
         run.log("data: \(category.summary)")
+        // The stored mean map μ belongs to the t* and noise draws it was computed with (the training config's);
+        // evaluating at others (`--set diffusion.t_star=…`) recomputes it on the training normals at these.
+        if let stored = try SafeTensorsFile.load(path: checkpoint).metadata["config"],
+           let trained = try? JobConfig.decode(JobConfig.tree(json: Data(stored.utf8), source: checkpoint).merged,
+                                               source: checkpoint),
+           trained.diffusion.tStar != config.diffusion.tStar || trained.diffusion.noiseDraws != config.diffusion.noiseDraws {
+            let normals = try SampleLoader(imageSize: S, cacheBudgetBytes: config.data.cacheMB << 20).load(category.train)
+            try DiffusionTrainer.calibrate(model, normals, config: config)
+            detector.meanMap = model.meanMap
+            run.log("mean map recomputed on \(normals.count) training normals at t* = \(config.diffusion.tStar), "
+                    + "\(config.diffusion.noiseDraws) draw(s) (the checkpoint's is for t* = \(trained.diffusion.tStar), "
+                    + "\(trained.diffusion.noiseDraws) draw(s))")
+        }
         var tests = category.test
         if config.eval.maxImages > 0 && config.eval.maxImages < tests.count {
             tests = EvaluationJob.evenlySpaced(count: tests.count, limit: config.eval.maxImages).map { tests[$0] }

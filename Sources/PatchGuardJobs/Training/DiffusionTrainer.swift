@@ -137,8 +137,13 @@ public final class DiffusionTrainer {
 
     /// The mean anomaly map of the training images under the EMA weights (fixed noise seed).
     func calibrate(_ model: DiffusionModel, _ samples: [LoadedSample]) throws {
+        try Self.calibrate(model, samples, config: config)
+    }
+
+    /// ``calibrate(_:_:)`` at `config`'s t*, noise draws, batch size and seed.
+    static func calibrate(_ model: DiffusionModel, _ samples: [LoadedSample], config: JobConfig) throws {
         let det = try model.detector(maxBatch: max(1, min(config.eval.batchSize, samples.count)),
-                                     seed: Self.calibrationSeed(config.seed))
+                                     seed: calibrationSeed(config.seed))
         det.meanMap = [Float](repeating: 0, count: det.mapCount)
         let images = samples.flatMap(\.image.pixels)
         images.withUnsafeBufferPointer { det.calibrate(normalImages: $0.baseAddress!, count: samples.count) }
