@@ -30,7 +30,7 @@ public struct GeneratedCounts: Sendable, Equatable, Codable {
     /// Defective test images, spread round-robin over the category's defect types.
     public var testDefective: Int
 
-    public init(trainGood: Int = 120, testGood: Int = 30, testDefective: Int = 60) {
+    public init(trainGood: Int = 360, testGood: Int = 30, testDefective: Int = 60) {
         self.trainGood = trainGood; self.testGood = testGood; self.testDefective = testDefective
     }
 
@@ -90,7 +90,7 @@ public struct GeneratedImage: Sendable {
 /// ```
 public enum GeneratedDataset {
     /// Bumped whenever the drawing changes, so a stale generated folder can be recognised.
-    public static let version = 2
+    public static let version = 3
     public static let defaultImageSize = 128
     /// Name of the parameter file written into each generated category folder.
     public static let markerFile = "_generated.json"

@@ -21,8 +21,8 @@ struct RenderedScene {
 /// Defects, all on the object (placement checks the defect's outline against the body's radius):
 /// `scratch` (thin light curve), `crack` (branching dark tapered walk), `hole` (a through-hole: background seen
 /// through it plus a dark wall crescent), `stain` (a soft irregular colour blob), `missing` (a segment of the rim
-/// broken off along a jagged chord), `bent` (the tab swung by 25–45° about its root; ground truth: its old and
-/// new places).
+/// broken off along a jagged chord), `bent` (the tab swung by 35–50° about its root and bent out of the plane:
+/// shorter, brighter or darker, creased at its root; ground truth: its old and new places).
 struct WidgetScene {
     static let defectTypes = ["bent", "crack", "hole", "missing", "scratch", "stain"]
 
@@ -45,13 +45,15 @@ struct WidgetScene {
         case hole(Blob, wallShift: P2)
         /// The rim beyond the chord at distance `(1 − depth)·radius` along `direction` is gone.
         case missing(direction: Float, depth: Float, jagSeed: UInt32)
-        /// The tab swung by `angle` about its root on the rim.
-        case bent(angle: Float)
+        /// The tab swung by `angle` about its root on the rim and bent out of the plane: seen from above it is
+        /// `length` of its length (foreshortened), lit by `shade` (brighter or darker than the body), with a crease
+        /// across its root.
+        case bent(angle: Float, length: Float, shade: Float)
     }
 
     static func random(size: Int, using rng: inout SeededRNG) -> WidgetScene {
         let s = Float(size)
-        let radius = 0.30 * s * rng.float(0.94, 1.06)
+        let radius = 0.34 * s * rng.float(0.95, 1.05)
         let reach = 1.32 * radius + 2
         let cx = min(s - reach, max(reach, s / 2 + Float(rng.normal()) * 0.035 * s))
         let cy = min(s - reach, max(reach, s / 2 + Float(rng.normal()) * 0.035 * s))
@@ -80,7 +82,7 @@ struct WidgetScene {
         switch type {
         case "scratch":
             var length = r * rng.float(0.45, 0.8)
-            let hw = max(0.6, rng.float(0.6, 0.9) * px)
+            let hw = max(0.6, rng.float(1.3, 1.7) * px)
             let bend = rng.float(0.08, 0.3) * rng.sign()
             var a = c, b = c
             for attempt in 0..<40 {
@@ -88,14 +90,16 @@ struct WidgetScene {
                 b = a + P2.unit(rng.float(0, 2 * .pi)) * length
                 let d = SurfaceDefect.scratch(from: a, to: b, bend: bend, halfWidth: hw, paint: RGB(0, 0, 0),
                                               opacity: 1, size: size)
-                if case let .strokes(s) = d.shape, s.points.allSatisfy({ inside($0, hw + 1) }) { break }
+                // On the painted body, off the light hub (a light scratch across the hub would be invisible).
+                if case let .strokes(s) = d.shape,
+                   s.points.allSatisfy({ inside($0, hw + 1) && ($0 - c).length > 0.3 * r + hw }) { break }
                 if attempt % 8 == 7 { length *= 0.8 }
             }
             let paint = RGB(0.95, 0.95, 0.92) * rng.float(0.92, 1.05)
             return .surface(.scratch(from: a, to: b, bend: bend, halfWidth: hw, paint: paint,
-                                     opacity: rng.float(0.75, 0.9), size: size))
+                                     opacity: rng.float(0.85, 0.95), size: size))
         case "crack":
-            let hw = max(0.6, rng.float(0.75, 1.05) * px)
+            let hw = max(0.6, rng.float(0.95, 1.25) * px)
             let strokes = Strokes.crack(start: pointInDisc(maxRadius: 0.55 * r), heading: rng.float(0, 2 * .pi),
                                         steps: rng.int(in: 8..<13), stepLength: 0.075 * r,
                                         branches: rng.int(in: 1..<3), hwStart: hw, size: size,
@@ -103,7 +107,7 @@ struct WidgetScene {
             return .surface(SurfaceDefect(shape: .strokes(strokes), paint: RGB(0.05, 0.045, 0.04),
                                           opacity: rng.float(0.85, 0.95), mottle: 0, noiseSeed: 0))
         case "stain":
-            var a = r * rng.float(0.18, 0.28)
+            var a = r * rng.float(0.2, 0.3)
             let soft = rng.float(0.75, 1.5) * px
             var blob = Blob.random(center: c, a: a, b: a, roughness: 0.3, harmonics: 3, softness: soft, size: size,
                                    using: &rng)
@@ -134,20 +138,30 @@ struct WidgetScene {
             return .hole(blob, wallShift: light * (-0.35 * min(blob.a, blob.b)))
         case "missing":
             let away = rng.float(0.35, 1.65) * .pi                      // keep the tab intact
-            return .missing(direction: rotation + away, depth: rng.float(0.16, 0.3), jagSeed: rng.seed32())
+            return .missing(direction: rotation + away, depth: rng.float(0.28, 0.4), jagSeed: rng.seed32())
         default: // "bent"
-            return .bent(angle: rng.float(0.45, 0.78) * rng.sign())
+            return .bent(angle: rng.float(0.6, 0.9) * rng.sign(), length: rng.float(0.72, 0.85),
+                         shade: rng.sign() > 0 ? rng.float(0.3, 0.45) : rng.float(1.6, 1.9))
         }
     }
 
     // MARK: - Rendering
 
-    /// Signed distance to the tab swung by `bend` about its root (the rim point at `rotation`).
-    @inline(__always) func tabDistance(_ p: P2, bend: Float) -> Float {
+    /// Signed distance to the tab swung by `bend` about its root (the rim point at `rotation`), its length scaled
+    /// by `length` from its inner end (foreshortening of a tab bent out of the plane).
+    @inline(__always) func tabDistance(_ p: P2, bend: Float, length: Float = 1) -> Float {
         let pivot = center + P2.unit(rotation) * radius
         let local = (p - pivot).rotated(-(rotation + bend))
-        return roundedBoxDistance(local - P2(0.04 * radius, 0), half: P2(0.24 * radius, 0.15 * radius),
+        let half = 0.26 * radius * length
+        return roundedBoxDistance(local - P2(half - 0.2 * radius, 0), half: P2(half, 0.18 * radius),
                                   radius: 0.06 * radius)
+    }
+
+    /// Coverage of the crease across the root of a bent tab (a dark line just outside the rim).
+    @inline(__always) func creaseCoverage(_ p: P2, bend: Float) -> Float {
+        let pivot = center + P2.unit(rotation) * radius
+        let local = (p - pivot).rotated(-(rotation + bend))
+        return coverage(max(abs(local.x - 0.03 * radius) - 0.6, abs(local.y) - 0.18 * radius))
     }
 
     /// Renders the scene, with `defect` when given.
@@ -162,9 +176,9 @@ struct WidgetScene {
         let rivets = (0..<3).map { k in c + P2.unit(rotation + .pi / 3 + Float(k) * 2 * .pi / 3) * (0.47 * r) }
         let rivetRadius = 0.075 * r, hubRadius = 0.26 * r, grooveRadius = 0.66 * r
         let half = Float(n) / 2
-        var bend: Float = 0
+        var bend: Float = 0, tabLength: Float = 1, tabShade: Float = 1
         var cut: (dir: P2, offset: Float, seed: UInt32)? = nil
-        if case let .bent(angle) = defect { bend = angle }
+        if case let .bent(angle, length, shade) = defect { bend = angle; tabLength = length; tabShade = shade }
         if case let .missing(direction, depth, seed) = defect { cut = (P2.unit(direction), (1 - depth) * r, seed) }
 
         for y in 0..<n {
@@ -194,7 +208,7 @@ struct WidgetScene {
                     brokenEdge = edge * disc
                 }
                 let tabNominal = coverage(tabDistance(p, bend: 0))
-                let tab = bend == 0 ? tabNominal : coverage(tabDistance(p, bend: bend))
+                let tab = bend == 0 ? tabNominal : coverage(tabDistance(p, bend: bend, length: tabLength))
                 if bend != 0 {
                     weight[y * n + x] = max(tabNominal, tab) * (1 - coverage(dist - r))
                 }
@@ -202,11 +216,12 @@ struct WidgetScene {
                 var colour = bg
                 if tab > 0 {
                     let q = (p - c).rotated(-(rotation + bend))
-                    let ridge = 0.86 + 0.14 * cosf(min(1, abs(q.y) / (0.15 * r)) * .pi / 2)
+                    let ridge = 0.86 + 0.14 * cosf(min(1, abs(q.y) / (0.18 * r)) * .pi / 2)
                     let shade = (0.5 + 0.55 * max(0, 0.3 * light.x * cosf(rotation + bend)
                                                       + 0.3 * light.y * sinf(rotation + bend) + 0.6)) * ridge
-                    let tabColour = body * (shade * lightStrength * (bend == 0 ? 1 : 0.82))
+                    let tabColour = body * (shade * lightStrength * tabShade)
                     colour = RGB.mix(colour, tabColour, tab)
+                    if bend != 0 { colour = RGB.mix(colour, body * 0.25, tab * creaseCoverage(p, bend: bend)) }
                 }
                 if disc > 0 {
                     // Dome shading of the painted body.
