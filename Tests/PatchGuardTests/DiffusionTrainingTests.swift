@@ -140,4 +140,23 @@ import PatchGuardData
         #expect(draws.log.contains("3 draw(s)"))
         #expect(other.clean != same.clean || draws.clean != same.clean)
     }
+
+    /// `certify` works on a diffusion checkpoint the same way (the detector by the checkpoint's kind).
+    @Test func certifyADiffusionCheckpoint() throws {
+        var config = try Self.tinyJob()
+        config.eval.attacks = []
+        let dir = TrainingTests.tempDir("dcertify")
+        let summary = try DiffusionTrainer(config: config, run: try RunDirectory(path: dir, command: "train")).train()
+        let out = TrainingTests.tempDir("dcertify-out")
+        let job = try CertifyJob(checkpoint: summary.checkpoint,
+                                 overrides: ["certify.sigmas=[0.25]", "certify.n0=4", "certify.samples=8",
+                                             "certify.batch_size=4", "certify.map_cells=false"])
+        let result = try job.run(in: try RunDirectory(path: out, command: "certify"), showProgress: false)
+        #expect(result.report.images == 7 && result.report.sigmas.count == 1)
+        let smoothed = try #require(result.report.sigmas[0].smoothedImageAUROC)
+        #expect((0...1).contains(smoothed))
+        let log = try String(contentsOfFile: out + "/log.txt", encoding: .utf8)
+        #expect(log.contains("diffusion detector t* = 50"))
+        #expect(FileManager.default.fileExists(atPath: out + "/metrics.json"))
+    }
 }

@@ -3,7 +3,8 @@ import PatchGuardCore
 import PatchGuardData
 import PatchGuardMethod
 
-/// `patchguard certify` as library code: the detector rebuilt from a checkpoint exactly as ``EvaluationJob`` does
+/// `patchguard certify` as library code: the detector (PatchGuard or diffusion, by the checkpoint's kind) rebuilt
+/// from a checkpoint exactly as ``EvaluationJob`` / ``DiffusionEvaluationJob`` do
 /// (the checkpoint's stored config, then `--config`, then `--set`; a model key that disagrees is an error), its
 /// category's test set (at most `certify.max_images`, evenly spaced), ``Certifier`` at every `certify.sigmas`,
 /// and the reports (``CertificationResult/writeReports(to:)``).
@@ -22,11 +23,18 @@ public struct CertifyJob {
     public func run(in run: RunDirectory, showProgress: Bool = true) throws -> CertificationResult {
         for w in warnings { run.log("warning: " + w) }
         let c = config.certify
-        var rng = SeededRNG(seed: config.seed)
-        let model = try PatchGuardModel<Float>(config: config, maxBatch: max(1, c.batchSize), using: &rng)
-        let state = try model.loadCheckpoint(path: checkpoint)
-        run.log("checkpoint: \(checkpoint) (epoch \(state.epoch)); model: \(model.summary)")
         let category = try config.data.scanCategory()
+        let detector: AnomalyDetector
+        if DiffusionEvaluationJob.isDiffusionCheckpoint(checkpoint) {
+            detector = try DiffusionEvaluationJob.detector(checkpoint: checkpoint, config: config, category: category,
+                                                           maxBatch: max(1, c.batchSize), log: run.log)
+        } else {
+            var rng = SeededRNG(seed: config.seed)
+            let model = try PatchGuardModel<Float>(config: config, maxBatch: max(1, c.batchSize), using: &rng)
+            let state = try model.loadCheckpoint(path: checkpoint)
+            run.log("checkpoint: \(checkpoint) (epoch \(state.epoch)); model: \(model.summary)")
+            detector = try PatchLogitDetector(model, topK: config.eval.topK)
+        }
         run.log("data: \(category.summary)")
         var indices = Array(category.test.indices)
         if c.maxImages > 0 && c.maxImages < indices.count {
@@ -35,7 +43,6 @@ public struct CertifyJob {
         }
         let samples = try SampleLoader(imageSize: config.data.imageSize, cacheBudgetBytes: config.data.cacheMB << 20)
             .load(indices.map { category.test[$0] })
-        let detector = try PatchLogitDetector(model, topK: config.eval.topK)
         run.log("certify: σ ∈ {\(c.sigmas.map { String(format: "%g", $0) }.joined(separator: ", "))}, n0 = \(c.n0), "
                 + "n = \(c.samples), α = \(c.alpha), squash \(c.squashFunction.description), \(samples.count) images, "
                 + "\(c.sigmas.count * samples.count * (c.n0 + c.samples)) noisy forwards in batches of \(c.batchSize)")

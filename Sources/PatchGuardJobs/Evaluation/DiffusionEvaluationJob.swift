@@ -42,19 +42,18 @@ public struct DiffusionEvaluationJob {
         (try? SafeTensorsFile.load(path: path).metadata["kind"]) == "diffusion"
     }
 
-    public func run(in run: RunDirectory, showProgress: Bool = true) throws -> [DiffusionPassResult] {
-        for w in warnings { run.log("warning: " + w) }
-        let S = config.data.imageSize, B = max(1, config.eval.batchSize)
+    /// The detector of a diffusion checkpoint at `config` (EMA weights, stored mean map). The stored mean map μ
+    /// belongs to the t* and noise draws it was computed with (the training config's); at others
+    /// (`--set diffusion.t_star=…`) it is recomputed on the category's training normals.
+    public static func detector(checkpoint: String, config: JobConfig, category: MVTecCategory, maxBatch: Int,
+                                log: (String) -> Void) throws -> DiffusionDetector {
+        let S = config.data.imageSize
         let model = try DiffusionModel(config: config.diffusion, imageSize: S, maxBatch: 1,
                                        weightDecay: config.train.weightDecay, seed: config.seed)
         let epoch = try model.loadCheckpoint(path: checkpoint)
-        let detector = try model.detector(maxBatch: B, seed: config.seed)
-        run.log("checkpoint: \(checkpoint) (epoch \(epoch)); diffusion detector t* = \(config.diffusion.tStar), "
-                + "\(config.diffusion.noiseDraws) noise draw(s)")
-        let category = try MVTecCategory.scan(root: config.data.root, category: config.data.category)
-        run.log("data: \(category.summary)")
-        // The stored mean map μ belongs to the t* and noise draws it was computed with (the training config's);
-        // evaluating at others (`--set diffusion.t_star=…`) recomputes it on the training normals at these.
+        let detector = try model.detector(maxBatch: maxBatch, seed: config.seed)
+        log("checkpoint: \(checkpoint) (epoch \(epoch)); diffusion detector t* = \(config.diffusion.tStar), "
+            + "\(config.diffusion.noiseDraws) noise draw(s)")
         if let stored = try SafeTensorsFile.load(path: checkpoint).metadata["config"],
            let trained = try? JobConfig.decode(JobConfig.tree(json: Data(stored.utf8), source: checkpoint).merged,
                                                source: checkpoint),
@@ -62,10 +61,20 @@ public struct DiffusionEvaluationJob {
             let normals = try SampleLoader(imageSize: S, cacheBudgetBytes: config.data.cacheMB << 20).load(category.train)
             try DiffusionTrainer.calibrate(model, normals, config: config)
             detector.meanMap = model.meanMap
-            run.log("mean map recomputed on \(normals.count) training normals at t* = \(config.diffusion.tStar), "
-                    + "\(config.diffusion.noiseDraws) draw(s) (the checkpoint's is for t* = \(trained.diffusion.tStar), "
-                    + "\(trained.diffusion.noiseDraws) draw(s))")
+            log("mean map recomputed on \(normals.count) training normals at t* = \(config.diffusion.tStar), "
+                + "\(config.diffusion.noiseDraws) draw(s) (the checkpoint's is for t* = \(trained.diffusion.tStar), "
+                + "\(trained.diffusion.noiseDraws) draw(s))")
         }
+        return detector
+    }
+
+    public func run(in run: RunDirectory, showProgress: Bool = true) throws -> [DiffusionPassResult] {
+        for w in warnings { run.log("warning: " + w) }
+        let S = config.data.imageSize, B = max(1, config.eval.batchSize)
+        let category = try MVTecCategory.scan(root: config.data.root, category: config.data.category)
+        let detector = try Self.detector(checkpoint: checkpoint, config: config, category: category, maxBatch: B,
+                                         log: run.log)
+        run.log("data: \(category.summary)")
         var tests = category.test
         if config.eval.maxImages > 0 && config.eval.maxImages < tests.count {
             tests = EvaluationJob.evenlySpaced(count: tests.count, limit: config.eval.maxImages).map { tests[$0] }
