@@ -54,11 +54,16 @@ public enum StrictConfig {
     }
 
     /// Applies one `key.path=value` override to a merged tree; the key must exist in `schema`.
+    /// The key path of a `--set key.path=value` assignment (`["key", "path"]`), or nil without `=`.
+    public static func overrideKeyPath(_ assignment: String) -> [String]? {
+        guard let eq = assignment.firstIndex(of: "=") else { return nil }
+        return assignment[..<eq].split(separator: ".").map(String.init)
+    }
+
     public static func applyOverride(_ assignment: String, to tree: JSONValue, schema: JSONValue) throws -> JSONValue {
-        guard let eq = assignment.firstIndex(of: "=") else {
+        guard let keyPath = overrideKeyPath(assignment), let eq = assignment.firstIndex(of: "=") else {
             throw PatchGuardError.config("--set \(assignment): expected key.path=value (e.g. --set train.epochs=5)")
         }
-        let keyPath = assignment[..<eq].split(separator: ".").map(String.init)
         let valueText = String(assignment[assignment.index(after: eq)...])
         guard !keyPath.isEmpty else { throw PatchGuardError.config("--set \(assignment): empty key") }
         // Build {"a": {"b": value}} and merge it with the usual checks.

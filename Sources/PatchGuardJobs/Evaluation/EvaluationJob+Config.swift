@@ -24,9 +24,7 @@ extension EvaluationJob {
         if let configPath {
             let file = try JobConfig.fileTree(path: configPath)
             // A key that a `--set` assigns is the override's to agree on (checked below), not the file's.
-            let overridden = overrides.map { a in
-                a.split(separator: "=", maxSplits: 1).first.map { $0.split(separator: ".").map(String.init) } ?? []
-            }
+            let overridden = overrides.compactMap(StrictConfig.overrideKeyPath)
             if let key = firstModelDifference(stated: file.user, in: file.merged, from: trained, ignoring: overridden) {
                 throw mismatch(key, source: configPath, given: file.merged, trained: trained, checkpoint: checkpoint)
             }
