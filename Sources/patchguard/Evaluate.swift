@@ -42,20 +42,6 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let path = try defaultCheckpoint(checkpoint, output: job.output)
-            if DiffusionEvaluationJob.isDiffusionCheckpoint(path) {
-                let evaluation = try DiffusionEvaluationJob(checkpoint: path, configPath: job.config,
-                                                            overrides: job.allOverrides,
-                                                            attackOverrides: attack.overrides)
-                let run = try job.openRun(command: "evaluate", config: evaluation.config)
-                for r in try evaluation.run(in: run) {
-                    print(String(format: "%-40@ image AUROC %@  pixel AUROC %@", r.name,
-                                 r.imageAUROC.map { String(format: "%.4f", $0) } ?? "n/a",
-                                 r.pixelAUROC.map { String(format: "%.4f", $0) } ?? "n/a"))
-                }
-                run.log("metrics: \(run.file("metrics.json"))")
-                return
-            }
             var (evaluation, run) = try openEvaluation(command: "evaluate", job: job, attack: attack,
                                                        checkpoint: checkpoint, keepMaps: false)
             evaluation.transferFrom = transferFrom

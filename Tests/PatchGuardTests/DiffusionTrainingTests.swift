@@ -105,16 +105,26 @@ import PatchGuardData
         let config = try Self.tinyJob()
         let dir = TrainingTests.tempDir("de2e")
         let summary = try DiffusionTrainer(config: config, run: try RunDirectory(path: dir, command: "train")).train()
-        #expect(DiffusionEvaluationJob.isDiffusionCheckpoint(summary.checkpoint))
-        let job = try DiffusionEvaluationJob(checkpoint: summary.checkpoint)
+        #expect(DiffusionCheckpoint.isDiffusionCheckpoint(summary.checkpoint))
+        let job = try EvaluationJob(checkpoint: summary.checkpoint, keepMaps: true)
         #expect(job.config.model.kind == .diffusion && job.attacks.count == 1)
-        let results = try job.run(in: try RunDirectory(path: dir, command: "evaluate"), showProgress: false)
-        #expect(results.map(\.name) == ["clean", config.eval.attacks[0].label])
-        for r in results {
-            let image = try #require(r.imageAUROC), pixel = try #require(r.pixelAUROC)
+        let outcome = try job.run(in: try RunDirectory(path: dir, command: "evaluate"), showProgress: false)
+        let report = outcome.result.report
+        #expect(report.attacks.map(\.displayName) == [config.eval.attacks[0].displayName])
+        for m in [report.clean] + report.attacks.map(\.metrics) {
+            let image = try #require(m.imageAUROC), pixel = try #require(m.pixelAUROC)
             #expect((0...1).contains(image) && (0...1).contains(pixel))
+            #expect(m.pixelAUPRO != nil)
         }
-        #expect(FileManager.default.fileExists(atPath: dir + "/metrics.json"))
+        #expect(report.notes.contains { $0.contains("Diffusion detector: one-shot denoising from t* = 50") })
+        for file in ["metrics.json", "metrics.md", "roc_image.svg", "roc_pixel.svg"] {
+            #expect(FileManager.default.fileExists(atPath: dir + "/" + file), "\(file)")
+        }
+        // Maps at pixel resolution, the attacked images kept: heat maps as for PatchGuard.
+        let S = config.data.imageSize
+        #expect(outcome.result.images.allSatisfy { $0.cleanMap?.values.count == S * S && $0.attacked.count == 1 })
+        let pictures = try HeatmapWriter().write(outcome.result, samples: outcome.samples, to: dir + "/heatmaps")
+        #expect(pictures.pngPaths.count == outcome.samples.count)
     }
 
     /// The stored mean map belongs to the training t*: evaluating at another t* recomputes it on the training
@@ -124,11 +134,11 @@ import PatchGuardData
         config.eval.attacks = []
         let dir = TrainingTests.tempDir("dtstar")
         let summary = try DiffusionTrainer(config: config, run: try RunDirectory(path: dir, command: "train")).train()
-        func evaluate(_ overrides: [String]) throws -> (log: String, clean: DiffusionPassResult) {
+        func evaluate(_ overrides: [String]) throws -> (log: String, clean: MetricSet) {
             let out = TrainingTests.tempDir("dtstar-eval")
-            let results = try DiffusionEvaluationJob(checkpoint: summary.checkpoint, overrides: overrides)
+            let outcome = try EvaluationJob(checkpoint: summary.checkpoint, overrides: overrides)
                 .run(in: try RunDirectory(path: out, command: "evaluate"), showProgress: false)
-            return (try String(contentsOfFile: out + "/log.txt", encoding: .utf8), results[0])
+            return (try String(contentsOfFile: out + "/log.txt", encoding: .utf8), outcome.result.report.clean)
         }
         let same = try evaluate([])
         #expect(!same.log.contains("mean map recomputed"))

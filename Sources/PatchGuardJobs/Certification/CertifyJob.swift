@@ -4,7 +4,7 @@ import PatchGuardData
 import PatchGuardMethod
 
 /// `patchguard certify` as library code: the detector (PatchGuard or diffusion, by the checkpoint's kind) rebuilt
-/// from a checkpoint exactly as ``EvaluationJob`` / ``DiffusionEvaluationJob`` do
+/// from a checkpoint exactly as ``EvaluationJob`` / ``DiffusionCheckpoint`` do
 /// (the checkpoint's stored config, then `--config`, then `--set`; a model key that disagrees is an error), its
 /// category's test set (at most `certify.max_images`, evenly spaced), ``Certifier`` at every `certify.sigmas`,
 /// and the reports (``CertificationResult/writeReports(to:)``).
@@ -25,8 +25,8 @@ public struct CertifyJob {
         let c = config.certify
         let category = try config.data.scanCategory()
         let detector: AnomalyDetector
-        if DiffusionEvaluationJob.isDiffusionCheckpoint(checkpoint) {
-            detector = try DiffusionEvaluationJob.detector(checkpoint: checkpoint, config: config, category: category,
+        if DiffusionCheckpoint.isDiffusionCheckpoint(checkpoint) {
+            detector = try DiffusionCheckpoint.detector(checkpoint: checkpoint, config: config, category: category,
                                                            maxBatch: max(1, c.batchSize), log: run.log)
         } else {
             var rng = SeededRNG(seed: config.seed)

@@ -119,11 +119,25 @@ public struct EvaluationJob {
     /// into `run` and returns the result.
     public func run(in run: RunDirectory, showProgress: Bool = true) throws -> EvaluationOutcome {
         for w in warnings { run.log("warning: " + w) }
-        var rng = SeededRNG(seed: config.seed)
-        let model = try PatchGuardModel<Float>(config: config, maxBatch: max(1, config.eval.batchSize), using: &rng)
-        let state = try model.loadCheckpoint(path: checkpoint)
-        run.log("checkpoint: \(checkpoint) (epoch \(state.epoch)); model: \(model.summary)")
         let category = try MVTecCategory.scan(root: config.data.root, category: config.data.category)
+        let batch = max(1, config.eval.batchSize)
+        let isDiffusion = DiffusionCheckpoint.isDiffusionCheckpoint(checkpoint)
+        var model: PatchGuardModel<Float>?
+        var diffusion: DiffusionDetector?
+        if isDiffusion {
+            if transferFrom != nil {
+                throw PatchGuardError.config("--transfer-from is for PatchGuard checkpoints; \(checkpoint) is a "
+                                             + "diffusion model")
+            }
+            diffusion = try DiffusionCheckpoint.detector(checkpoint: checkpoint, config: config, category: category,
+                                                         maxBatch: batch, log: run.log)
+        } else {
+            var rng = SeededRNG(seed: config.seed)
+            let m = try PatchGuardModel<Float>(config: config, maxBatch: batch, using: &rng)
+            let state = try m.loadCheckpoint(path: checkpoint)
+            run.log("checkpoint: \(checkpoint) (epoch \(state.epoch)); model: \(m.summary)")
+            model = m
+        }
         run.log("data: \(category.summary)")
         var tests = category.test
         let limit = config.eval.maxImages
@@ -136,11 +150,12 @@ public struct EvaluationJob {
         let samples = try SampleLoader(imageSize: config.data.imageSize, cacheBudgetBytes: config.data.cacheMB << 20,
                                       maskResize: config.data.maskResize)
             .load(tests)
-        var settings = try EvaluationSettings(eval: config.eval, patchSize: model.patchSize,
-                                              batchSize: max(1, config.eval.batchSize), seed: config.seed,
+        var settings = try EvaluationSettings(eval: config.eval, patchSize: model?.patchSize ?? 1,
+                                              batchSize: batch, seed: config.seed,
                                               keepMaps: keepMaps, showProgress: showProgress)
         settings.attacks = attacks
-        let evaluator = try Evaluator(detector: model, settings: settings)
+        let evaluator = try model.map { try Evaluator(detector: $0, settings: settings) }
+            ?? Evaluator(mapDetector: diffusion!, settings: settings)
         if let source = transferFrom {
             let (sourceConfig, _) = try Self.resolveConfig(checkpoint: source, configPath: nil, overrides: [])
             guard sourceConfig.data.imageSize == config.data.imageSize else {
@@ -162,6 +177,13 @@ public struct EvaluationJob {
         if limit > 0 && limit < category.test.count {
             result.report.notes.append("A subset: \(samples.count) of the \(category.test.count) test images, evenly "
                                        + "spaced (eval.max_images = \(limit)).")
+        }
+        if isDiffusion {
+            let d = config.diffusion
+            result.report.notes.append("Diffusion detector: one-shot denoising from t* = \(d.tStar) (\(d.noiseDraws) "
+                                       + "noise draw(s)); the map is the multiscale reconstruction error minus the "
+                                       + "training normals' mean map, the image score its maximum over pixels "
+                                       + "(eval.top_k, sigma and radius are not used).")
         }
         result.report.detector = checkpoint
         let calibration = try ScoreCalibration.stored(in: try SafeTensorsFile.load(path: checkpoint))

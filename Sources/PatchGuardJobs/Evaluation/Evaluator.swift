@@ -71,9 +71,29 @@ public struct EvaluationSettings: Sendable {
 ///
 /// Overhead next to the detector: packing (a copy of the batch), scoring (bilinear + separable Gaussian, parallel
 /// over images) and metric updates (one connected-component labelling and 8 bytes per pixel); all O(B·S²).
+///
+/// A detector whose own outputs are pixel maps (the diffusion detector, ``init(mapDetector:settings:)``) is scored
+/// by its ``AnomalyDetector/outputs(_:batch:)`` directly: its image scores and `S × S` maps replace the patch logits
+/// and ``AnomalyScorer``, and the attacks' labels are the pixel masks instead of patch labels. Everything else
+/// (passes, worst case, metrics, kept maps for heat maps, the report) is the same for both kinds.
 public final class Evaluator {
-    public let detector: PatchDetector
-    /// What the attacks see: ``detector`` as an ``AnomalyDetector`` whose image score is the evaluation's top-k.
+    /// How a batch becomes image scores and pixel maps.
+    enum Backend {
+        /// Patch logits → ``AnomalyScorer`` (top-k image score, upsampled + smoothed map).
+        case patchLogits(PatchDetector, AnomalyScorer)
+        /// The detector's own outputs, maps at pixel resolution.
+        case pixelMaps(AnomalyDetector)
+    }
+    let backend: Backend
+    /// The PatchGuard detector (nil for a map detector).
+    public var detector: PatchDetector? {
+        if case .patchLogits(let d, _) = backend { return d }
+        return nil
+    }
+    /// The detector's image side `S`.
+    public let imageSize: Int
+    /// What the attacks see: ``detector`` as an ``AnomalyDetector`` whose image score is the evaluation's top-k
+    /// (a map detector: itself).
     public let attackedDetector: AnomalyDetector
     /// Where the attacks are crafted, when not on ``attackedDetector`` itself: a transfer attack (another model's
     /// gradients, the images then scored by ``detector``). A transfer attack stronger than the white-box one means
@@ -82,9 +102,6 @@ public final class Evaluator {
     public let settings: EvaluationSettings
     /// ``EvaluationSettings/attacks`` with suites expanded.
     public let attacks: [AttackSpec]
-    public let scorer: AnomalyScorer
-    /// Patch grid side `S/P`.
-    public let gridSize: Int
 
     /// Throws when the detector's image size is not a multiple of the patch size, its patch count is not
     /// `(S/P)²`, the batch size is not positive, an attack is invalid (``AttackSpec/validate(key:)``) or the
@@ -107,11 +124,71 @@ public final class Evaluator {
         guard settings.fprLimit > 0, settings.fprLimit <= 1 else {
             throw PatchGuardError.invalidArgument("evaluation: AUPRO FPR limit must be in (0, 1], got \(settings.fprLimit)")
         }
-        self.detector = detector
         self.settings = settings
-        self.gridSize = g
-        scorer = try AnomalyScorer(config: settings.scoring, gridHeight: g, gridWidth: g, imageHeight: s, imageWidth: s)
+        imageSize = s
+        let scorer = try AnomalyScorer(config: settings.scoring, gridHeight: g, gridWidth: g, imageHeight: s, imageWidth: s)
+        backend = .patchLogits(detector, scorer)
         attackedDetector = try PatchLogitDetector(detector, topK: settings.scoring.topK)
+    }
+
+    /// A detector whose maps are at pixel resolution (`mapHeight = mapWidth = imageSize`): scores and maps are its
+    /// own outputs; ``EvaluationSettings/patchSize`` and ``EvaluationSettings/scoring`` are not used.
+    public init(mapDetector: AnomalyDetector, settings: EvaluationSettings) throws {
+        let s = mapDetector.imageSize
+        guard s > 0, mapDetector.mapHeight == s, mapDetector.mapWidth == s else {
+            throw PatchGuardError.invalidArgument("evaluation: the detector's map is \(mapDetector.mapHeight)×"
+                                                  + "\(mapDetector.mapWidth), the evaluation needs \(s)×\(s) (its image size)")
+        }
+        guard settings.batchSize >= 1 else {
+            throw PatchGuardError.invalidArgument("evaluation: batch size must be ≥ 1, got \(settings.batchSize)")
+        }
+        for (i, a) in settings.attacks.enumerated() { try a.validate(key: "evaluation: attack \(i)") }
+        attacks = settings.attacks.flatMap { $0.expanded() }
+        guard settings.fprLimit > 0, settings.fprLimit <= 1 else {
+            throw PatchGuardError.invalidArgument("evaluation: AUPRO FPR limit must be in (0, 1], got \(settings.fprLimit)")
+        }
+        self.settings = settings
+        imageSize = s
+        backend = .pixelMaps(mapDetector)
+        attackedDetector = mapDetector
+    }
+
+    /// Image scores and `S × S` maps of `b` images at `x`; throws on a non-finite output.
+    private func score(_ x: [Float], batch b: Int, paths: (Int) -> String, info: String) throws
+        -> (scores: [Float], maps: [ScoreMap]) {
+        let s = imageSize, plane = s * s
+        switch backend {
+        case .patchLogits(let detector, let scorer):
+            let np = detector.numPatches
+            let logits = x.withUnsafeBufferPointer { detector.patchLogits($0.baseAddress!, batch: b) }
+            guard logits.count == b * np else {
+                throw PatchGuardError.numeric("detector returned \(logits.count) logits for \(b)×\(np) patches")
+            }
+            if let bad = logits.firstIndex(where: { !$0.isFinite }) {
+                throw PatchGuardError.numeric("detector returned a non-finite logit (\(logits[bad])) for "
+                                              + paths(bad / np) + " (\(info))")
+            }
+            let (scores, maps) = try scorer.score(batchLogits: logits, count: b)
+            return (scores, maps)
+        case .pixelMaps(let detector):
+            let out = x.withUnsafeBufferPointer { detector.outputs($0.baseAddress!, batch: b) }
+            guard out.scores.count == b, out.maps.count == b * plane else {
+                throw PatchGuardError.numeric("detector returned \(out.scores.count) scores and \(out.maps.count) "
+                                              + "map values for \(b) images of \(s)×\(s)")
+            }
+            if let bad = out.maps.firstIndex(where: { !$0.isFinite }) {
+                throw PatchGuardError.numeric("detector returned a non-finite map value (\(out.maps[bad])) for "
+                                              + paths(bad / plane) + " (\(info))")
+            }
+            if let bad = out.scores.firstIndex(where: { !$0.isFinite }) {
+                throw PatchGuardError.numeric("detector returned a non-finite score (\(out.scores[bad])) for "
+                                              + paths(bad) + " (\(info))")
+            }
+            let maps = try (0..<b).map {
+                try ScoreMap(width: s, height: s, values: Array(out.maps[($0 * plane)..<(($0 + 1) * plane)]))
+            }
+            return (out.scores, maps)
+        }
     }
 
     /// Evaluates `samples` (every image `3 × S × S`, mask `1 × S × S`, as ``SampleLoader`` makes them).
@@ -124,7 +201,12 @@ public final class Evaluator {
     public func evaluate(_ samples: [LoadedSample], category: String,
                          log: ((String) -> Void)? = nil) throws -> EvaluationResult {
         let start = Date()
-        let n = samples.count, s = detector.imageSize, np = detector.numPatches, plane = s * s
+        let n = samples.count, s = imageSize, plane = s * s
+        let np: Int
+        switch backend {
+        case .patchLogits(let d, _): np = d.numPatches
+        case .pixelMaps: np = plane
+        }
         guard n > 0 else { throw PatchGuardError.invalidArgument("evaluation: the test set is empty") }
 
         // Per-sample inputs, computed once: binary masks (pixel metrics) and patch labels (attacks).
@@ -147,8 +229,12 @@ public final class Evaluator {
             let good = sample.label == 0
             masks.append(good ? [UInt8](repeating: 0, count: plane) : m)
             if !good { anomalousPixels += m.reduce(0) { $0 + Int($1) } }
-            labels.append(good ? [Float](repeating: 0, count: np)
-                               : try patchLabels(mask: sample.mask, patchSize: settings.patchSize))
+            if case .pixelMaps = backend {
+                labels.append(good ? [Float](repeating: 0, count: np) : m.map { Float($0) })
+            } else {
+                labels.append(good ? [Float](repeating: 0, count: np)
+                                   : try patchLabels(mask: sample.mask, patchSize: settings.patchSize))
+            }
         }
         let anomalousImages = samples.filter { $0.label == 1 }.count
         let normalImages = n - anomalousImages
@@ -223,16 +309,8 @@ public final class Evaluator {
                     x = attack.run(on: attackSource ?? attackedDetector, images: x, labels: batchLabels, batch: b, using: &rng,
                                    onStep: { _ in bar?.advance(b, info: info) })
                 }
-                let logits = x.withUnsafeBufferPointer { detector.patchLogits($0.baseAddress!, batch: b) }
+                let (scores, maps) = try score(x, batch: b, paths: { samples[indices[$0]].imagePath }, info: info)
                 bar?.advance(b, info: info)
-                guard logits.count == b * np else {
-                    throw PatchGuardError.numeric("detector returned \(logits.count) logits for \(b)×\(np) patches")
-                }
-                if let bad = logits.firstIndex(where: { !$0.isFinite }) {
-                    throw PatchGuardError.numeric("detector returned a non-finite logit (\(logits[bad])) for "
-                                                  + samples[indices[bad / np]].imagePath + " (\(info))")
-                }
-                let (scores, maps) = try scorer.score(batchLogits: logits, count: b)
                 if imageDefined {
                     try imageMetric.update(scores: scores, labels: indices.map { samples[$0].label == 1 })
                 }
