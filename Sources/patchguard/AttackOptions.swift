@@ -95,3 +95,4 @@ extension ForegroundMethod: ExpressibleByArgument {}
 extension GradCAMTargetKind: ExpressibleByArgument {}
 extension ThresholdKind: ExpressibleByArgument {}
 extension AttackName: ExpressibleByArgument {}
+extension SquashFit: ExpressibleByArgument {}

@@ -39,6 +39,10 @@ struct Certify: ParsableCommand {
     @Option(name: .customLong("max-images"), parsing: .unconditional,
             help: "Certify at most this many test images, evenly spaced (default: certify.max_images, 0 = all).")
     var maxImages: Int?
+    @Option(name: .customLong("squash-fit"), help: ArgumentHelp(
+        "Where the squash's center and scale come from: fixed (certify.squash_center / squash_scale) or train_normals (per σ, mean and std of the scores of certify.squash_fit_images noisy training normals; use it for the diffusion detector, whose scores are not logits). Default: certify.squash_fit, fixed.",
+        valueName: "fixed|train_normals"))
+    var squashFit: SquashFit?
 
     func validate() throws {
         if let bad = sigma.first(where: { !($0.isFinite && $0 > 0) }) { throw ValidationError("--sigma must be > 0, got \(bad)") }
@@ -59,6 +63,7 @@ struct Certify: ParsableCommand {
         if let n0 { o.append("certify.n0=\(n0)") }
         if let alpha { o.append("certify.alpha=\(alpha)") }
         if let maxImages { o.append("certify.max_images=\(maxImages)") }
+        if let squashFit { o.append("certify.squash_fit=\(squashFit.rawValue)") }
         return o
     }
 

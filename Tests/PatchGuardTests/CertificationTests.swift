@@ -290,3 +290,57 @@ final class LinearMapToyDetector: AnomalyDetector {
         #expect(curve[0] > 0.5 && curve.last! < curve[0], "\(curve.first!) … \(curve.last!)")
     }
 }
+
+/// `certify.squash_fit = train_normals`: per σ the mean and spread of the noisy normals' scores.
+@Suite struct SquashFitTests {
+    @Test func fittedSquashIsTheNoisyNormalsMeanAndSpread() throws {
+        // s(x + ε) = w·x + b + w·ε: mean w·x + b, standard deviation σ‖w‖.
+        let detector = LinearToyDetector(scale: 2, bias: 0.3)
+        var rng = SeededRNG(seed: 4)
+        let x = (0..<48).map { _ in Float(rng.uniform(0, 1)) }
+        let normals = [[Float]](repeating: x, count: 400)
+        let fitted = try Certifier.fitSquash(detector: detector, normals: normals, sigmas: [0.1, 0.4], kind: .probit,
+                                             seed: 1, batchSize: 64)
+        #expect(fitted.count == 2 && fitted.allSatisfy { $0.kind == .probit })
+        for (q, sigma) in zip(fitted, [0.1, 0.4]) {
+            let sd = sigma * detector.wNorm
+            #expect(abs(q.center - detector.score(x)) < 4 * sd / 20)  // 4 standard errors of the mean
+            #expect(abs(q.scale / sd - 1) < 0.15)
+        }
+        // Seeded: the same fit twice; a different seed a different one.
+        #expect(try Certifier.fitSquash(detector: detector, normals: normals, sigmas: [0.1, 0.4], kind: .probit,
+                                        seed: 1, batchSize: 7) == fitted)
+        #expect(try Certifier.fitSquash(detector: detector, normals: normals, sigmas: [0.1], kind: .probit,
+                                        seed: 2)[0] != fitted[0])
+        // A constant score has no spread: scale 1.
+        let flat = try Certifier.fitSquash(detector: ConstantDetector(0.7), normals: [[Float]](repeating: x, count: 3),
+                                           sigmas: [0.25], kind: .sigmoid, seed: 0)
+        #expect(flat[0] == Squash(kind: .sigmoid, center: Double(Float(0.7)), scale: 1))
+    }
+
+    @Test func aCertifierUsesTheFittedSquashPerSigma() throws {
+        let detector = LinearToyDetector(scale: 1)
+        let samples = (0..<6).map { i -> LoadedSample in
+            var rng = SeededRNG(seed: UInt64(i))
+            let image = Image(width: 4, height: 4, channels: 3, pixels: (0..<48).map { _ in Float(rng.uniform(0, 1)) })
+            return LoadedSample(image: image, mask: Image(width: 4, height: 4, channels: 1, value: 0),
+                                label: i % 2, defectType: i % 2 == 1 ? "x" : "good", imagePath: "/t/\(i).png")
+        }
+        var config = CertifyConfig()
+        config.sigmas = [0.1, 0.2]; config.n0 = 8; config.samples = 32; config.mapCells = false; config.squash = .probit
+        let squashes = [Squash(kind: .probit, center: 0.5, scale: 2), Squash(kind: .probit, center: -1, scale: 3)]
+        #expect(throws: PatchGuardError.self) {
+            _ = try Certifier(detector: detector, config: config, seed: 0, showProgress: false, squashes: [squashes[0]])
+        }
+        let result = try Certifier(detector: detector, config: config, seed: 0, showProgress: false, squashes: squashes)
+            .certify(samples, category: "toy")
+        #expect(result.report.squash == "σ=0.1: probit((s − 0.5)/2); σ=0.2: probit((s − -1)/3)")
+        // The estimate of g at σ = 0.2 is that of Φ((s + 1)/3): the closed form is Φ((w·x + b + 1)/√(9 + σ²‖w‖²)).
+        for img in result.images[1] {
+            let x = samples[img.index].image.pixels
+            let exact = ConfidenceBounds.normalCDF((detector.score(x) + 1) / (9 + 0.04 * detector.wNorm * detector.wNorm).squareRoot())
+            #expect(img.smoothed.interval.lower - 1e-12 <= exact && exact <= img.smoothed.interval.upper + 1e-12,
+                    "\(exact) outside [\(img.smoothed.interval.lower), \(img.smoothed.interval.upper)]")
+        }
+    }
+}

@@ -25,10 +25,55 @@ public struct Certifier {
     public let config: CertifyConfig
     public let seed: UInt64
     public var showProgress: Bool
+    /// One squash per σ (``fitSquash(detector:normals:sigmas:kind:seed:)``) instead of the config's fixed one.
+    public var squashes: [Squash]?
 
-    public init(detector: AnomalyDetector, config: CertifyConfig, seed: UInt64, showProgress: Bool = true) throws {
+    public init(detector: AnomalyDetector, config: CertifyConfig, seed: UInt64, showProgress: Bool = true,
+                squashes: [Squash]? = nil) throws {
         if let p = config.problem() { throw PatchGuardError.invalidArgument(p) }
+        if let squashes, squashes.count != config.sigmas.count {
+            throw PatchGuardError.invalidArgument("certify: \(squashes.count) fitted squashes for \(config.sigmas.count) σ")
+        }
         self.detector = detector; self.config = config; self.seed = seed; self.showProgress = showProgress
+        self.squashes = squashes
+    }
+
+    /// The squash at the `j`-th σ.
+    public func squash(at j: Int) -> Squash { squashes?[j] ?? config.squashFunction }
+
+    /// Per σ a squash of `kind` whose center and scale are the mean and standard deviation of the image scores of
+    /// `normals` (normal images, `3 × S × S` each; not test images), each with one draw of N(0, σ²I) noise —
+    /// where the noisy scores the certificate smooths lie. Seeded (`seed`, one stream per σ and image). A zero
+    /// spread gives scale 1.
+    public static func fitSquash(detector: AnomalyDetector, normals: [[Float]], sigmas: [Double], kind: ScoreSquash,
+                                 seed: UInt64, batchSize: Int = 16) throws -> [Squash] {
+        let s = detector.imageSize, plane = 3 * s * s
+        guard normals.count >= 2 else {
+            throw PatchGuardError.invalidArgument("certify: fitting the squash needs ≥ 2 normal images, got \(normals.count)")
+        }
+        if let bad = normals.firstIndex(where: { $0.count != plane }) {
+            throw PatchGuardError.invalidArgument("certify: normal image \(bad) has \(normals[bad].count) values, not 3×\(s)×\(s)")
+        }
+        return try sigmas.enumerated().map { j, sigma in
+            var scores = [Double]()
+            for lo in stride(from: 0, to: normals.count, by: max(1, batchSize)) {
+                let hi = min(normals.count, lo + max(1, batchSize))
+                var x = [Float]()
+                x.reserveCapacity((hi - lo) * plane)
+                for i in lo..<hi {
+                    var rng = SeededRNG(seed: seed ^ 0x5A_0A5F_17, stream: UInt64(j) << 32 | UInt64(i))
+                    x += normals[i].map { $0 + Float(sigma * rng.normal()) }
+                }
+                let out = x.withUnsafeBufferPointer { detector.outputs($0.baseAddress!, batch: hi - lo) }
+                scores += out.scores.map(Double.init)
+            }
+            guard scores.allSatisfy(\.isFinite) else {
+                throw PatchGuardError.numeric("certify: a noisy training normal got a non-finite score at σ = \(sigma)")
+            }
+            let mean = scores.reduce(0, +) / Double(scores.count)
+            let sd = (scores.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(scores.count - 1)).squareRoot()
+            return Squash(kind: kind, center: mean, scale: sd > 0 && sd.isFinite ? sd : 1)
+        }
     }
 
     /// The radii of the report: 0 and the configured ones, sorted, without duplicates.
@@ -96,7 +141,9 @@ public struct Certifier {
         var allCells = [[SmoothedScore]]()
         for (j, sigma) in config.sigmas.enumerated() {
             let sigmaStart = Date()
-            let smoothing = try RandomizedSmoothing(detector: detector, settings: config.settings(sigma: sigma))
+            var smoothingSettings = config.settings(sigma: sigma)
+            smoothingSettings.squash = squash(at: j)
+            let smoothing = try RandomizedSmoothing(detector: detector, settings: smoothingSettings)
             var row = [CertifiedImage]()
             var cells = [SmoothedScore]()
             for (k, sample) in samples.enumerated() {
@@ -142,7 +189,8 @@ public struct Certifier {
             category: category, detector: nil, images: samples.count,
             normalImages: labels.filter { !$0 }.count, anomalousImages: labels.filter { $0 }.count, imageSize: s,
             n0: config.n0, samples: config.samples, alpha: config.alpha, batchSize: config.batchSize,
-            squash: config.squashFunction.description, seed: seed, unsmoothedImageAUROC: unsmoothed,
+            squash: squashes.map { q in zip(config.sigmas, q).map { "σ=\(CertificationReport.short($0)): \($1.description)" }
+                                        .joined(separator: "; ") } ?? config.squashFunction.description, seed: seed, unsmoothedImageAUROC: unsmoothed,
             unsmoothedPixelAUROC: unsmoothedPixel, mapResolution: withCells ? "\(mh)×\(mw)" : nil, sigmas: perSigma, seconds: Date().timeIntervalSince(start), notes: notes)
         return CertificationResult(report: report, images: images, cells: withCells ? allCells : [],
                                    cellLabels: cellLabels)

@@ -46,8 +46,27 @@ public struct CertifyJob {
         run.log("certify: σ ∈ {\(c.sigmas.map { String(format: "%g", $0) }.joined(separator: ", "))}, n0 = \(c.n0), "
                 + "n = \(c.samples), α = \(c.alpha), squash \(c.squashFunction.description), \(samples.count) images, "
                 + "\(c.sigmas.count * samples.count * (c.n0 + c.samples)) noisy forwards in batches of \(c.batchSize)")
-        var result = try Certifier(detector: detector, config: c, seed: config.seed, showProgress: showProgress)
+        var squashes: [Squash]?
+        if c.squashFit == .trainNormals {
+            let picked = EvaluationJob.evenlySpaced(count: category.train.count, limit: c.squashFitImages)
+            let normals = try SampleLoader(imageSize: config.data.imageSize, cacheBudgetBytes: config.data.cacheMB << 20)
+                .load(picked.map { category.train[$0] }).map(\.image.pixels)
+            let fitted = try Certifier.fitSquash(detector: detector, normals: normals, sigmas: c.sigmas, kind: c.squash,
+                                                 seed: config.seed, batchSize: c.batchSize)
+            for (sigma, q) in zip(c.sigmas, fitted) {
+                run.log("squash at σ = \(sigma) fitted on \(normals.count) noisy training normals: \(q.description)")
+            }
+            squashes = fitted
+        }
+        var result = try Certifier(detector: detector, config: c, seed: config.seed, showProgress: showProgress,
+                                   squashes: squashes)
             .certify(samples, category: config.data.category, indices: indices, log: run.log)
+        if let squashes {
+            result.report.notes.append("Squash fitted per σ (certify.squash_fit = train_normals) on "
+                                       + "\(min(c.squashFitImages, category.train.count)) training normals with one noise "
+                                       + "draw each: " + zip(c.sigmas, squashes).map { "σ=\($0): \($1.description)" }
+                                           .joined(separator: "; ") + ".")
+        }
         if indices.count < category.test.count {
             result.report.notes.append("A subset: \(indices.count) of the \(category.test.count) test images, evenly "
                                        + "spaced (certify.max_images = \(c.maxImages)).")
