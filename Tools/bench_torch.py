@@ -52,7 +52,10 @@ def run_unet(step, args):
     import diffusers
 
     torch.manual_seed(0)
-    model = diffusers.UNet2DModel(sample_size=args.image_size, **UNET_CONFIG)
+    config = dict(UNET_CONFIG)
+    if args.unet_channels:
+        config["block_out_channels"] = tuple(int(c) for c in args.unet_channels.split(","))
+    model = diffusers.UNet2DModel(sample_size=args.image_size, **config)
     gen = torch.Generator().manual_seed(1)
     x0 = torch.randn((args.batch, 3, args.image_size, args.image_size), generator=gen)
     t = torch.randint(0, 1000, (args.batch,), generator=gen)
@@ -79,7 +82,7 @@ def run_unet(step, args):
             (model(x, t).sample * r).sum().backward()
     else:
         raise ValueError(step)
-    return model, iteration, {"diffusers": diffusers.__version__}
+    return model, iteration, {"diffusers": diffusers.__version__, "block_out_channels": list(config["block_out_channels"])}
 
 
 def run_one(arch, step, args):
@@ -182,6 +185,9 @@ def main():
     ap.add_argument("--min-iters", type=int, default=3)
     ap.add_argument("--max-iters", type=int, default=20)
     ap.add_argument("--min-seconds", type=float, default=6.0)
+    ap.add_argument("--unet-channels", default="",
+                    help="block_out_channels of unet_ddpm, e.g. 32,64,128 (Configs/diffusion-mvtec-cpu.json); "
+                         "default: diffusion-default.json's 32,64,64")
     ap.add_argument("--one", nargs=2, metavar=("ARCH", "STEP"), help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -194,7 +200,7 @@ def main():
         env[var] = str(args.threads)
     passthrough = ["--threads", str(args.threads), "--batch", str(args.batch), "--image-size", str(args.image_size),
                    "--min-iters", str(args.min_iters), "--max-iters", str(args.max_iters),
-                   "--min-seconds", str(args.min_seconds)]
+                   "--min-seconds", str(args.min_seconds), "--unet-channels", args.unet_channels]
     failed = False
     for arch in args.archs.split(","):
         for step in args.steps.split(","):

@@ -14,14 +14,26 @@ struct Bench: ParsableCommand {
     @Option(help: "Batch size for the ViT part.") var batch = 8
     @Option(help: "Minimum seconds per measurement.") var seconds = 5.0
     @Option(name: .customLong("unet-image-size"), help: "Image size for the diffusion U-Net part.") var unetImageSize = 64
+    @Option(name: .customLong("unet-channels"),
+            help: "block_out_channels of the U-Net, comma-separated (default: diffusion-default.json's 32,64,64; diffusion-mvtec-cpu.json's is 32,64,128).")
+    var unetChannels: String?
     @Flag(name: .customLong("no-unet"), help: "Skip the diffusion U-Net part.") var noUNet = false
     @Flag(name: .customLong("no-vit"), help: "Skip the ViT part.") var noViT = false
+
+    func channels() throws -> [Int]? {
+        guard let unetChannels else { return nil }
+        let c = unetChannels.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !c.isEmpty, c.allSatisfy({ ($0 ?? 0) > 0 }) else {
+            throw ValidationError("--unet-channels must be positive integers separated by commas, got '\(unetChannels)'")
+        }
+        return c.map { $0! }
+    }
 
     func run() throws {
         try runReportingErrors {
             try BenchmarkJob.run(json: json, gemmOnly: gemmOnly, archs: noViT ? [] : archs, imageSize: imageSize, batch: batch,
                                  seconds: seconds, startupLine: blasStartupLine, unetImageSize: unetImageSize,
-                                 unet: !noUNet) { line in
+                                 unet: !noUNet, unetChannels: try channels()) { line in
                 print(line)
                 fflush(stdout)
             }

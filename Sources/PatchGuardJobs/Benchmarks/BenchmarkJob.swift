@@ -1,11 +1,13 @@
 import Foundation
 import PatchGuardCore
+import PatchGuardMethod
 
 /// `patchguard bench` as library code: sgemm GFLOPS, then (unless `gemmOnly`) ViT img/s per preset and step,
 /// each line handed to `emit` as soon as it is measured (a table row, or one JSON object with `json`).
 public enum BenchmarkJob {
     public static func run(json: Bool, gemmOnly: Bool, archs: [String], imageSize: Int, batch: Int, seconds: Double,
                            startupLine: String, unetImageSize: Int = 64, unet: Bool = true,
+                           unetChannels: [Int]? = nil,
                            emit: @escaping (String) -> Void) throws {
         if !json { emit(startupLine) }
         for r in GEMMBenchmark.run() {
@@ -30,8 +32,12 @@ public enum BenchmarkJob {
             _ = try ViTBenchmark.run(archs: archs, imageSize: imageSize, batch: batch, minSeconds: seconds, progress: line)
         }
         if unet {
-            if !json { emit("\nDiffusion U-Net (Configs/diffusion-default.json), batch \(batch), \(unetImageSize) px:") }
-            _ = try UNetBenchmark.run(imageSize: unetImageSize, batch: batch, minSeconds: seconds, progress: line)
+            let channels = unetChannels ?? DiffusionConfig().blockOutChannels
+            if !json {
+                emit("\nDiffusion U-Net (block_out_channels \(channels)), batch \(batch), \(unetImageSize) px:")
+            }
+            _ = try UNetBenchmark.run(imageSize: unetImageSize, batch: batch, channels: channels, minSeconds: seconds,
+                                      progress: line)
         }
     }
 }

@@ -6,12 +6,16 @@ import PatchGuardMethod
 /// The diffusion detector's U-Net on the CPU, measured the way `Tools/bench_torch.py --archs unet_ddpm` measures
 /// diffusers + PyTorch (the same JSON keys, arch `"unet_ddpm"`): `forward` = ε_θ(x_t, t); `train` = forward +
 /// backward of `Σ r·ε_θ` to every parameter (no optimiser update); `input_grad` = the same loss w.r.t. x_t only
-/// (an attack step). The U-Net is `Configs/diffusion-default.json`'s (the `diffusion` section's defaults).
+/// (an attack step). The U-Net is `Configs/diffusion-default.json`'s (the `diffusion` section's defaults), with
+/// `channels` as its `block_out_channels` when given (`Configs/diffusion-mvtec-cpu.json`: 32, 64, 128).
 public enum UNetBenchmark {
-    public static func run(imageSize: Int = 64, batch: Int = 8, steps: [String] = ViTBenchmark.steps,
+    public static func run(imageSize: Int = 64, batch: Int = 8, channels: [Int]? = nil,
+                           steps: [String] = ViTBenchmark.steps,
                            minSeconds: Double = 5, minIterations: Int = 3, seed: UInt64 = 0,
                            progress: ((ViTBenchmark.Row) -> Void)? = nil) throws -> [ViTBenchmark.Row] {
-        let model = try UNet2D<Float>(config: DiffusionConfig().unet(imageSize: imageSize), maxBatch: batch, seed: seed)
+        var config = DiffusionConfig()
+        if let channels { config.blockOutChannels = channels }
+        let model = try UNet2D<Float>(config: config.unet(imageSize: imageSize), maxBatch: batch, seed: seed)
         var rng = SeededRNG(seed: seed &+ 1)
         let x = Tensor<Float>(shape: [batch, 3, imageSize, imageSize]), r = Tensor<Float>(shape: x.shape)
         rng.fillNormal(x.buffer, std: 1); rng.fillNormal(r.buffer, std: 1)
