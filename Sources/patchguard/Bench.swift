@@ -9,6 +9,7 @@ struct Bench: ParsableCommand {
         abstract: "Benchmarks: sgemm GFLOPS (1024³ and ViT-S/14 shapes), ViT and diffusion U-Net forward / train / input-gradient img/s, peak memory.")
     @Flag(help: "Print one JSON object per line instead of a table.") var json = false
     @Flag(name: .customLong("gemm-only"), help: "Run only the sgemm part.") var gemmOnly = false
+    @Flag(name: .customLong("no-gemm"), help: "Skip the sgemm part (e.g. to profile only the model steps).") var noGemm = false
     @Option(name: .customLong("arch"), help: "ViT presets to measure (repeatable).") var archs: [String] = ViTBenchmark.defaultArchs
     @Option(name: .customLong("image-size"), help: "Image size for the ViT part.") var imageSize = 224
     @Option(help: "Batch size for the ViT part.") var batch = 8
@@ -31,7 +32,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            try BenchmarkJob.run(json: json, gemmOnly: gemmOnly, archs: noViT ? [] : archs, imageSize: imageSize, batch: batch,
+            try BenchmarkJob.run(json: json, gemmOnly: gemmOnly, gemm: !noGemm, archs: noViT ? [] : archs, imageSize: imageSize, batch: batch,
                                  seconds: seconds, startupLine: blasStartupLine, unetImageSize: unetImageSize,
                                  unet: !noUNet, unetChannels: try channels()) { line in
                 print(line)

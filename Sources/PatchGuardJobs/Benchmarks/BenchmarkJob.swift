@@ -5,12 +5,12 @@ import PatchGuardMethod
 /// `patchguard bench` as library code: sgemm GFLOPS, then (unless `gemmOnly`) ViT img/s per preset and step,
 /// each line handed to `emit` as soon as it is measured (a table row, or one JSON object with `json`).
 public enum BenchmarkJob {
-    public static func run(json: Bool, gemmOnly: Bool, archs: [String], imageSize: Int, batch: Int, seconds: Double,
+    public static func run(json: Bool, gemmOnly: Bool, gemm: Bool = true, archs: [String], imageSize: Int, batch: Int, seconds: Double,
                            startupLine: String, unetImageSize: Int = 64, unet: Bool = true,
                            unetChannels: [Int]? = nil,
                            emit: @escaping (String) -> Void) throws {
         if !json { emit(startupLine) }
-        for r in GEMMBenchmark.run() {
+        for r in gemm ? GEMMBenchmark.run() : [] {
             if json {
                 emit("{\"bench\": \"gemm\", \"name\": \"\(r.name)\", \"m\": \(r.m), \"n\": \(r.n), \"k\": \(r.k), \"gflops\": \(String(format: "%.1f", r.gflops)), \"openblas_core\": \"\(OpenBLAS.coreName)\"}")
             } else {
