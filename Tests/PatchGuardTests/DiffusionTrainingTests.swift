@@ -151,6 +151,21 @@ import PatchGuardData
         #expect(other.clean != same.clean || draws.clean != same.clean)
     }
 
+    /// `predict` refuses a diffusion checkpoint with a message that says why (no stored threshold yet).
+    @Test func predictRefusesADiffusionCheckpointClearly() throws {
+        var config = try Self.tinyJob()
+        config.eval.attacks = []
+        config.train.epochs = 1
+        let dir = TrainingTests.tempDir("dpredict")
+        let summary = try DiffusionTrainer(config: config, run: try RunDirectory(path: dir, command: "train")).train()
+        do {
+            _ = try PredictJob(checkpoint: summary.checkpoint, inputs: [dir])
+            Issue.record("predict accepted a diffusion checkpoint")
+        } catch let PatchGuardError.config(message) {
+            #expect(message.contains("is a diffusion model") && message.contains(summary.checkpoint))
+        }
+    }
+
     /// `certify` works on a diffusion checkpoint the same way (the detector by the checkpoint's kind).
     @Test func certifyADiffusionCheckpoint() throws {
         var config = try Self.tinyJob()

@@ -59,6 +59,11 @@ public struct PredictJob {
     public init(checkpoint: String, inputs: [String], threshold: Double? = nil, attack: PredictAttack? = nil,
                 batchSize: Int? = nil, seed: UInt64? = nil) throws {
         self.checkpoint = checkpoint
+        if DiffusionCheckpoint.isDiffusionCheckpoint(checkpoint) {
+            throw PatchGuardError.config("\(checkpoint) is a diffusion model: predict supports PatchGuard checkpoints "
+                                         + "only so far (the diffusion trainer stores no decision threshold); use "
+                                         + "evaluate or heatmaps on an MVTec-layout folder")
+        }
         files = try PredictInputs.collect(inputs)
         (config, warnings) = try EvaluationJob.resolveConfig(checkpoint: checkpoint, configPath: nil,
                                                              overrides: seed.map { ["seed=\($0)"] } ?? [])
