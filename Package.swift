@@ -4,9 +4,10 @@ import PackageDescription
 // Modules and their arrows (DESIGN.md §3; a module never imports one above it, no cycles):
 //
 //   CBLAS, CImageCodecs          system-library shims
+//   CVectorMath                  C: softmax / GELU / exp, AVX2 + FMA dispatched at run time
 //   PatchGuardCore               ← CBLAS: Tensor, Arena, RNG, parallelFor, errors, atomic files, safetensors, GEMM
 //   PatchGuardImage              ← Core, CImageCodecs: image type, I/O, resize, filters, masks, components, colour maps
-//   PatchGuardKernels            ← Core: the Kernels protocol (every forward/backward pair, losses, AdamW update,
+//   PatchGuardKernels            ← Core, CVectorMath: the Kernels protocol (every forward/backward pair, losses, AdamW update,
 //                                  buffer utilities); CPU (OpenBLAS) and plain reference backends
 //   PatchGuardMetrics            ← Core: AUROC, ROC, AUPRO, F1
 //   PatchGuardNN                 ← Core, Kernels: ViT, attention discriminator, AdamW state (math via Kernels)
@@ -39,13 +40,16 @@ let package = Package(
         .target(name: "CImageCodecs", path: "Sources/CImageCodecs",
                 cSettings: [.unsafeFlags(["-O2"])],
                 linkerSettings: [.linkedLibrary("png"), .linkedLibrary("jpeg")]),
+        // Softmax rows, GELU and exp with an AVX2 + FMA path chosen at run time (the Swift code is built for the
+        // x86-64 baseline); a scalar path with the same formulas elsewhere.
+        .target(name: "CVectorMath", path: "Sources/CVectorMath", cSettings: [.unsafeFlags(["-O2"])]),
         .target(name: "PatchGuardCore",
                 dependencies: ["CBLAS", .product(name: "Numerics", package: "swift-numerics")],
                 swiftSettings: checked),
         .target(name: "PatchGuardImage", dependencies: ["PatchGuardCore", "CImageCodecs"], swiftSettings: checked),
         .target(name: "PatchGuardMetrics", dependencies: ["PatchGuardCore"], swiftSettings: checked),
         // The forward/backward pairs behind one protocol (`Kernels`): CPU (OpenBLAS) and plain reference backends.
-        .target(name: "PatchGuardKernels", dependencies: ["PatchGuardCore"], swiftSettings: numeric),
+        .target(name: "PatchGuardKernels", dependencies: ["PatchGuardCore", "CVectorMath"], swiftSettings: numeric),
         .target(name: "PatchGuardNN", dependencies: ["PatchGuardCore", "PatchGuardKernels"], swiftSettings: numeric),
         .target(name: "PatchGuardData", dependencies: ["PatchGuardCore", "PatchGuardImage"], swiftSettings: checked),
         .target(name: "PatchGuardMethod",
@@ -63,7 +67,7 @@ let package = Package(
         .testTarget(name: "PatchGuardCoreTests", dependencies: ["PatchGuardCore"]),
         // Central-difference gradient checks shared by the NN and method test targets.
         .target(name: "GradCheckSupport", dependencies: ["PatchGuardCore"], path: "Tests/GradCheckSupport"),
-        .testTarget(name: "PatchGuardKernelsTests", dependencies: ["PatchGuardKernels", "GradCheckSupport"]),
+        .testTarget(name: "PatchGuardKernelsTests", dependencies: ["PatchGuardKernels", "GradCheckSupport", "CVectorMath"]),
         .testTarget(name: "PatchGuardNNTests", dependencies: ["PatchGuardNN", "GradCheckSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "PatchGuardImageTests", dependencies: ["PatchGuardImage"]),
         .testTarget(name: "PatchGuardDataTests", dependencies: ["PatchGuardData", "PatchGuardImage"]),

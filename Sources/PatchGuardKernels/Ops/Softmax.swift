@@ -1,3 +1,4 @@
+import CVectorMath
 import PatchGuardCore
 
 /// Row-wise softmax, `y[r, j] = e^{x[r, j] − max_r} / Σ_k e^{x[r, k] − max_r}`.
@@ -31,13 +32,9 @@ public enum Softmax {
     public static func forwardRow<T: NNScalar>(_ out: UnsafeMutablePointer<T>, _ x: UnsafePointer<T>,
                                                length: Int, scale: T) {
         if T.self == Float.self {
-            let o = UnsafeMutableRawPointer(out).assumingMemoryBound(to: Float.self)
-            let xf = UnsafeRawPointer(x).assumingMemoryBound(to: Float.self)
-            let s = Float(scale)
-            let mx = FastFloat.max(xf, length)
-            for j in 0..<length { o[j] = FastFloat.exp(s * (xf[j] - mx)) }
-            let inv = 1 / FastFloat.sum(o, length)
-            for j in 0..<length { o[j] *= inv }
+            // CVectorMath: 8-lane AVX2 + FMA where the CPU has it (a row with a NaN gives NaN everywhere).
+            pg_softmax_row(UnsafeMutableRawPointer(out).assumingMemoryBound(to: Float.self),
+                           UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), length, Float(scale))
             return
         }
         var mx = -T.infinity

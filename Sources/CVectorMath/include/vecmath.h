@@ -1,0 +1,43 @@
+// Float element-wise kernels with a runtime-dispatched AVX2 + FMA path (x86-64 CPUs that have both) and a
+// portable scalar path (every other CPU; the same formulas). The Swift code is compiled for the x86-64 baseline
+// (SSE2, 4 lanes, no FMA), so these loops are where 8-lane FMA code pays: softmax rows and GELU are the largest
+// costs outside GEMM in a ViT step (README, "Performance notes").
+//
+// Formulas (identical in both paths, up to FMA rounding):
+//   exp(x):   Cody–Waite reduction x = n·ln2 + r, Cephes minimax polynomial, 2^n from exponent bits; 0 below
+//             −87.33654, clamped above 88.72283; NaN in → NaN out.
+//   erf(x):   odd/even rational minimax fit x·P(x²)/Q(x²) on x clamped to [−4, 4] (absolute error ≤ 4e-7).
+//   Φ(x) = ½ + ½·erf(x/√2).
+#ifndef PG_VECMATH_H
+#define PG_VECMATH_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// 1 when the AVX2 + FMA path is in use on this CPU, else 0 (`PATCHGUARD_VECMATH=scalar` forces 0).
+int pg_vecmath_avx2(void);
+
+/// out[j] = softmax(scale·x)[j] over one row of n ≥ 1 values; out may alias x.
+void pg_softmax_row(float *out, const float *x, long n, float scale);
+
+/// out[i] = x[i]·Φ(x[i]) (exact GELU); out may alias x.
+void pg_gelu_forward(float *out, const float *x, long n);
+
+/// dx[i] += dout[i]·(Φ(x[i]) + x[i]·φ(x[i])).
+void pg_gelu_backward(float *dx, const float *dout, const float *x, long n);
+
+/// out[i] = exp(x[i]) (the formula above); for tests.
+void pg_exp(float *out, const float *x, long n);
+
+/// The same four with the path chosen by the caller (avx2 = 1 only where pg_vecmath_avx2() is 1): tests compare
+/// both paths on one machine.
+void pg_softmax_row_using(int avx2, float *out, const float *x, long n, float scale);
+void pg_gelu_forward_using(int avx2, float *out, const float *x, long n);
+void pg_gelu_backward_using(int avx2, float *dx, const float *dout, const float *x, long n);
+void pg_exp_using(int avx2, float *out, const float *x, long n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

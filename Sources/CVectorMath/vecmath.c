@@ -1,0 +1,304 @@
+// See include/vecmath.h.
+#include "vecmath.h"
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---------------------------------------------------------------------------------------------- scalar path
+
+static inline float exp_scalar(float x) {
+    const float lo = -87.33654f, hi = 88.72283f;
+    if (x != x) return x;
+    float xc = x < lo ? lo : (x > hi ? hi : x);
+    const float magic = 12582912.0f;
+    float t = xc * 1.44269504088896341f + magic;
+    float n = t - magic;
+    float r = xc - n * 0.693359375f;
+    r = r + n * 2.12194440e-4f;
+    float z = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    float er = p * z + r + 1.0f;
+    uint32_t tb, mb;
+    memcpy(&tb, &t, 4); memcpy(&mb, &magic, 4);
+    int32_t ni = (int32_t)(tb - mb);
+    uint32_t sb = (uint32_t)(ni + 127) << 23;
+    float scale; memcpy(&scale, &sb, 4);
+    return x < lo ? 0.0f : er * scale;
+}
+
+static inline float erf_scalar(float a) {
+    float x = a < -4.0f ? -4.0f : (a > 4.0f ? 4.0f : a);
+    if (a != a) x = a;
+    float x2 = x * x;
+    float p = -2.72614225801306e-10f;
+    p = p * x2 + 2.77068142495902e-08f;
+    p = p * x2 - 2.10102402082508e-06f;
+    p = p * x2 - 5.69250639462346e-05f;
+    p = p * x2 - 7.34990630326855e-04f;
+    p = p * x2 - 2.95459980854025e-03f;
+    p = p * x2 - 1.60960333262415e-02f;
+    p = p * x;
+    float q = -1.45660718464996e-05f;
+    q = q * x2 - 2.13374055278905e-04f;
+    q = q * x2 - 1.68282697438203e-03f;
+    q = q * x2 - 7.37332916720468e-03f;
+    q = q * x2 - 1.42647390514189e-02f;
+    return p / q;
+}
+
+static inline float cdf_scalar(float x) { return 0.5f + 0.5f * erf_scalar(x * 0.70710678118654752f); }
+
+static void softmax_row_scalar(float *out, const float *x, long n, float scale) {
+    float mx = -INFINITY;
+    int nan = 0;
+    for (long j = 0; j < n; j++) { if (x[j] > mx) mx = x[j]; if (x[j] != x[j]) nan = 1; }
+    if (nan) { for (long j = 0; j < n; j++) out[j] = NAN; return; }
+    float sum = 0;
+    for (long j = 0; j < n; j++) { float e = exp_scalar(scale * (x[j] - mx)); out[j] = e; sum += e; }
+    float inv = 1.0f / sum;
+    for (long j = 0; j < n; j++) out[j] *= inv;
+}
+
+static void gelu_forward_scalar(float *out, const float *x, long n) {
+    for (long i = 0; i < n; i++) { float v = x[i]; out[i] = v * cdf_scalar(v); }
+}
+
+static void gelu_backward_scalar(float *dx, const float *dout, const float *x, long n) {
+    const float inv_sqrt_2pi = 0.3989422804014327f;
+    for (long i = 0; i < n; i++) {
+        float v = x[i];
+        float pdf = exp_scalar(-0.5f * v * v) * inv_sqrt_2pi;
+        dx[i] += dout[i] * (cdf_scalar(v) + v * pdf);
+    }
+}
+
+static void exp_array_scalar(float *out, const float *x, long n) {
+    for (long i = 0; i < n; i++) out[i] = exp_scalar(x[i]);
+}
+
+// ---------------------------------------------------------------------------------------------- AVX2 + FMA path
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define PG_AVX2 __attribute__((target("avx2,fma")))
+
+PG_AVX2 static inline __m256 exp256(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.33654f), hi = _mm256_set1_ps(88.72283f);
+    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(1.44269504088896341f), magic);
+    __m256 n = _mm256_sub_ps(t, magic);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+    __m256 z = _mm256_mul_ps(r, r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    __m256 er = _mm256_add_ps(_mm256_fmadd_ps(p, z, r), _mm256_set1_ps(1.0f));
+    __m256i ni = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_castps_si256(magic));
+    __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(ni, _mm256_set1_epi32(127)), 23));
+    __m256 y = _mm256_mul_ps(er, scale);
+    y = _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), y);          // below the range: 0
+    __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);                     // NaN in → NaN out
+    return _mm256_blendv_ps(y, x, nan);
+}
+
+PG_AVX2 static inline __m256 erf256(__m256 a) {
+    __m256 x = _mm256_min_ps(_mm256_max_ps(a, _mm256_set1_ps(-4.0f)), _mm256_set1_ps(4.0f));
+    x = _mm256_blendv_ps(x, a, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+    __m256 x2 = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_set1_ps(-2.72614225801306e-10f);
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(2.77068142495902e-08f));
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-2.10102402082508e-06f));
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-5.69250639462346e-05f));
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-7.34990630326855e-04f));
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-2.95459980854025e-03f));
+    p = _mm256_fmadd_ps(p, x2, _mm256_set1_ps(-1.60960333262415e-02f));
+    p = _mm256_mul_ps(p, x);
+    __m256 q = _mm256_set1_ps(-1.45660718464996e-05f);
+    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(-2.13374055278905e-04f));
+    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(-1.68282697438203e-03f));
+    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(-7.37332916720468e-03f));
+    q = _mm256_fmadd_ps(q, x2, _mm256_set1_ps(-1.42647390514189e-02f));
+    return _mm256_div_ps(p, q);
+}
+
+PG_AVX2 static inline __m256 cdf256(__m256 x) {
+    const __m256 half = _mm256_set1_ps(0.5f);
+    return _mm256_fmadd_ps(half, erf256(_mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f))), half);
+}
+
+PG_AVX2 static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+PG_AVX2 static inline float hmax256(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+/// Lanes 0..<k of an 8-lane mask set (k in 0...8).
+PG_AVX2 static inline __m256i tail_mask(long k) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)k), idx);
+}
+
+PG_AVX2 static void softmax_row_avx2(float *out, const float *x, long n, float scale) {
+    long full = n & ~7L, rest = n - full;
+    __m256i tm = tail_mask(rest);
+    __m256 vmax = _mm256_set1_ps(-INFINITY), vnan = _mm256_setzero_ps();
+    for (long j = 0; j < full; j += 8) {
+        __m256 v = _mm256_loadu_ps(x + j);
+        vmax = _mm256_max_ps(vmax, v);
+        vnan = _mm256_or_ps(vnan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    if (rest) {
+        __m256 v = _mm256_maskload_ps(x + full, tm);
+        v = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), v, _mm256_castsi256_ps(tm));
+        vmax = _mm256_max_ps(vmax, v);
+        vnan = _mm256_or_ps(vnan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    if (_mm256_movemask_ps(vnan)) { for (long j = 0; j < n; j++) out[j] = NAN; return; }
+    float mx = hmax256(vmax);
+    __m256 vm = _mm256_set1_ps(mx), vs = _mm256_set1_ps(scale), acc = _mm256_setzero_ps();
+    for (long j = 0; j < full; j += 8) {
+        __m256 e = exp256(_mm256_mul_ps(vs, _mm256_sub_ps(_mm256_loadu_ps(x + j), vm)));
+        _mm256_storeu_ps(out + j, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    if (rest) {
+        __m256 e = exp256(_mm256_mul_ps(vs, _mm256_sub_ps(_mm256_maskload_ps(x + full, tm), vm)));
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(tm));
+        _mm256_maskstore_ps(out + full, tm, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    __m256 inv = _mm256_set1_ps(1.0f / hsum256(acc));
+    for (long j = 0; j < full; j += 8) _mm256_storeu_ps(out + j, _mm256_mul_ps(_mm256_loadu_ps(out + j), inv));
+    if (rest) _mm256_maskstore_ps(out + full, tm, _mm256_mul_ps(_mm256_maskload_ps(out + full, tm), inv));
+}
+
+PG_AVX2 static void gelu_forward_avx2(float *out, const float *x, long n) {
+    long full = n & ~7L, rest = n - full;
+    for (long i = 0; i < full; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(v, cdf256(v)));
+    }
+    if (rest) {
+        __m256i tm = tail_mask(rest);
+        __m256 v = _mm256_maskload_ps(x + full, tm);
+        _mm256_maskstore_ps(out + full, tm, _mm256_mul_ps(v, cdf256(v)));
+    }
+}
+
+PG_AVX2 static inline __m256 gelu_grad256(__m256 v) {
+    __m256 pdf = _mm256_mul_ps(exp256(_mm256_mul_ps(_mm256_set1_ps(-0.5f), _mm256_mul_ps(v, v))),
+                               _mm256_set1_ps(0.3989422804014327f));
+    return _mm256_fmadd_ps(v, pdf, cdf256(v));
+}
+
+PG_AVX2 static void gelu_backward_avx2(float *dx, const float *dout, const float *x, long n) {
+    long full = n & ~7L, rest = n - full;
+    for (long i = 0; i < full; i += 8) {
+        __m256 g = gelu_grad256(_mm256_loadu_ps(x + i));
+        _mm256_storeu_ps(dx + i, _mm256_fmadd_ps(_mm256_loadu_ps(dout + i), g, _mm256_loadu_ps(dx + i)));
+    }
+    if (rest) {
+        __m256i tm = tail_mask(rest);
+        __m256 g = gelu_grad256(_mm256_maskload_ps(x + full, tm));
+        __m256 d = _mm256_fmadd_ps(_mm256_maskload_ps(dout + full, tm), g, _mm256_maskload_ps(dx + full, tm));
+        _mm256_maskstore_ps(dx + full, tm, d);
+    }
+}
+
+PG_AVX2 static void exp_array_avx2(float *out, const float *x, long n) {
+    long full = n & ~7L, rest = n - full;
+    for (long i = 0; i < full; i += 8) _mm256_storeu_ps(out + i, exp256(_mm256_loadu_ps(x + i)));
+    if (rest) {
+        __m256i tm = tail_mask(rest);
+        _mm256_maskstore_ps(out + full, tm, exp256(_mm256_maskload_ps(x + full, tm)));
+    }
+}
+
+static int detect_avx2(void) {
+    const char *force = getenv("PATCHGUARD_VECMATH");
+    if (force && strcmp(force, "scalar") == 0) return 0;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#else
+static int detect_avx2(void) { return 0; }
+#endif
+
+// ---------------------------------------------------------------------------------------------- dispatch
+
+static int avx2_state = -1;  // -1 unknown; a benign race: every thread computes the same value
+
+int pg_vecmath_avx2(void) {
+    int s = __atomic_load_n(&avx2_state, __ATOMIC_RELAXED);
+    if (s < 0) { s = detect_avx2(); __atomic_store_n(&avx2_state, s, __ATOMIC_RELAXED); }
+    return s;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define PG_HAVE_AVX2_PATH 1
+#else
+#define PG_HAVE_AVX2_PATH 0
+#endif
+
+void pg_softmax_row_using(int avx2, float *out, const float *x, long n, float scale) {
+    if (n <= 0) return;
+#if PG_HAVE_AVX2_PATH
+    if (avx2 && pg_vecmath_avx2()) { softmax_row_avx2(out, x, n, scale); return; }
+#endif
+    softmax_row_scalar(out, x, n, scale);
+}
+
+void pg_gelu_forward_using(int avx2, float *out, const float *x, long n) {
+    if (n <= 0) return;
+#if PG_HAVE_AVX2_PATH
+    if (avx2 && pg_vecmath_avx2()) { gelu_forward_avx2(out, x, n); return; }
+#endif
+    gelu_forward_scalar(out, x, n);
+}
+
+void pg_gelu_backward_using(int avx2, float *dx, const float *dout, const float *x, long n) {
+    if (n <= 0) return;
+#if PG_HAVE_AVX2_PATH
+    if (avx2 && pg_vecmath_avx2()) { gelu_backward_avx2(dx, dout, x, n); return; }
+#endif
+    gelu_backward_scalar(dx, dout, x, n);
+}
+
+void pg_exp_using(int avx2, float *out, const float *x, long n) {
+    if (n <= 0) return;
+#if PG_HAVE_AVX2_PATH
+    if (avx2 && pg_vecmath_avx2()) { exp_array_avx2(out, x, n); return; }
+#endif
+    exp_array_scalar(out, x, n);
+}
+
+void pg_softmax_row(float *out, const float *x, long n, float scale) {
+    pg_softmax_row_using(pg_vecmath_avx2(), out, x, n, scale);
+}
+
+void pg_gelu_forward(float *out, const float *x, long n) { pg_gelu_forward_using(pg_vecmath_avx2(), out, x, n); }
+
+void pg_gelu_backward(float *dx, const float *dout, const float *x, long n) {
+    pg_gelu_backward_using(pg_vecmath_avx2(), dx, dout, x, n);
+}
+
+void pg_exp(float *out, const float *x, long n) { pg_exp_using(pg_vecmath_avx2(), out, x, n); }

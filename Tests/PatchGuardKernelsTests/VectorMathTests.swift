@@ -1,0 +1,92 @@
+import Foundation
+import Testing
+import CVectorMath
+import PatchGuardCore
+
+/// CVectorMath against Double references, on both paths (the AVX2 + FMA one where this CPU has it), lengths that
+/// exercise the 8-lane tails, and the edge values (−∞ logits, overflow, NaN).
+@Suite struct VectorMathTests {
+    var paths: [Int32] { pg_vecmath_avx2() == 1 ? [0, 1] : [0] }
+
+    @Test func expMatchesDoubleAndHandlesTheEdges() {
+        var rng = SeededRNG(seed: 3)
+        var x = (0..<1003).map { _ in Float(rng.uniform(-87, 88)) }
+        x += [0, -0.0, 1, -1, 1e-30, -87.3, 88.5, 88.7, -87.4, -100, -.infinity, 100, .infinity, .nan]
+        for path in paths {
+            var out = [Float](repeating: -1, count: x.count)
+            pg_exp_using(path, &out, x, x.count)
+            for (v, e) in zip(x, out) {
+                if v.isNaN { #expect(e.isNaN, "path \(path): exp(NaN) = \(e)"); continue }
+                if v < -87.33654 { #expect(e == 0, "path \(path): exp(\(v)) = \(e)"); continue }
+                // Near the top of the range 2^n overflows (as FastFloat.exp's): +∞ or a huge value, never less.
+                if v > 88 { #expect(e > 1.6e38, "path \(path): exp(\(v)) = \(e)"); continue }
+                let exact = Foundation.exp(Double(v))
+                let tolerance = 2.5 * Double(Float(exact).ulp) + (exact < 1.2e-38 ? 1.5e-45 * 4 : 0)
+                #expect(abs(Double(e) - exact) <= tolerance, "path \(path): exp(\(v)) = \(e), exact \(exact)")
+            }
+        }
+    }
+
+    @Test func softmaxRowsMatchDoubleForEveryTailLength() {
+        var rng = SeededRNG(seed: 5)
+        for path in paths {
+            for n in [1, 2, 7, 8, 9, 15, 16, 17, 31, 64, 197] {
+                var x = (0..<n).map { _ in Float(rng.normal() * 4) }
+                if n > 3 { x[1] = -.infinity; x[2] = 30 }  // a masked logit and a dominant one
+                let scale: Float = 0.35
+                var out = [Float](repeating: .nan, count: n)
+                pg_softmax_row_using(path, &out, x, n, scale)
+                let m = x.map(Double.init).max()!
+                let e = x.map { Foundation.exp(Double(scale) * (Double($0) - m)) }
+                let z = e.reduce(0, +)
+                for j in 0..<n {
+                    #expect(abs(Double(out[j]) - e[j] / z) <= 1e-6 * max(1, e[j] / z),
+                            "path \(path) n \(n) j \(j): \(out[j]) vs \(e[j] / z)")
+                }
+                if n > 3 { #expect(out[1] == 0) }
+                // In place (out aliases x) gives the same values.
+                var y = x
+                y.withUnsafeMutableBufferPointer { pg_softmax_row_using(path, $0.baseAddress!, $0.baseAddress!, n, scale) }
+                #expect(y == out, "path \(path) n \(n): in place differs")
+            }
+            // A NaN anywhere in the row makes the whole row NaN (never a finite row that hides it).
+            var x = [Float](repeating: 0.5, count: 11)
+            x[9] = .nan
+            var out = [Float](repeating: 0, count: 11)
+            pg_softmax_row_using(path, &out, x, 11, 1)
+            #expect(out.allSatisfy { $0.isNaN }, "path \(path): \(out)")
+        }
+    }
+
+    @Test func geluForwardAndBackwardMatchDoubleErf() {
+        var rng = SeededRNG(seed: 9)
+        var x = (0..<515).map { _ in Float(rng.normal() * 3) }
+        x += [0, -0.0, 4, -4, 6, -6, 30, -30]
+        let dOut = x.indices.map { _ in Float(rng.normal()) }
+        for path in paths {
+            var y = [Float](repeating: .nan, count: x.count)
+            pg_gelu_forward_using(path, &y, x, x.count)
+            var dX = [Float](repeating: 0.25, count: x.count)
+            pg_gelu_backward_using(path, &dX, dOut, x, x.count)
+            for i in x.indices {
+                let v = Double(x[i])
+                let cdf = 0.5 * (1 + Foundation.erf(v / 2.0.squareRoot()))
+                let pdf = Foundation.exp(-0.5 * v * v) / (2 * Double.pi).squareRoot()
+                #expect(abs(Double(y[i]) - v * cdf) <= 1e-6 * max(1, abs(v)), "path \(path): GELU(\(v)) = \(y[i])")
+                let g = 0.25 + Double(dOut[i]) * (cdf + v * pdf)
+                #expect(abs(Double(dX[i]) - g) <= 2e-6 * max(1, abs(g)), "path \(path): dGELU(\(v)) = \(dX[i]) vs \(g)")
+            }
+        }
+    }
+
+    @Test func bothPathsAgreeClosely() {
+        guard pg_vecmath_avx2() == 1 else { return }  // one path only on this CPU: nothing to compare
+        var rng = SeededRNG(seed: 11)
+        let x = (0..<333).map { _ in Float(rng.normal() * 5) }
+        var a = [Float](repeating: 0, count: x.count), b = a
+        pg_gelu_forward_using(0, &a, x, x.count)
+        pg_gelu_forward_using(1, &b, x, x.count)
+        // FMA rounding only: within 2e-6 · max(1, |x|) (the error bound of either path against Double).
+        for i in x.indices { #expect(abs(a[i] - b[i]) <= 2e-6 * max(1, abs(x[i])), "GELU(\(x[i])): \(a[i]) vs \(b[i])") }
+    }
+}
