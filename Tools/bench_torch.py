@@ -99,7 +99,14 @@ def run_one(arch, step, args):
     timm = timm_env.import_timm()
 
     torch.manual_seed(0)
-    model = timm.create_model(arch, img_size=args.image_size, pretrained=False, num_classes=0)
+    if arch == "vit_cpu_tiny":
+        # Our CPU preset (ViTConfig.preset "vit_cpu_tiny"): 8×8 patches, width 128, 4 blocks, 4 heads, a class token.
+        from timm.models.vision_transformer import VisionTransformer
+
+        model = VisionTransformer(img_size=args.image_size, patch_size=8, embed_dim=128, depth=4, num_heads=4,
+                                  num_classes=0)
+    else:
+        model = timm.create_model(arch, img_size=args.image_size, pretrained=False, num_classes=0)
     npt = model.num_prefix_tokens
     n_patches = model.patch_embed.num_patches
     dim = model.embed_dim
