@@ -117,6 +117,8 @@ import PatchGuardData
             #expect(m.pixelAUPRO != nil)
         }
         #expect(report.notes.contains { $0.contains("Diffusion detector: one-shot denoising from t* = 50") })
+        #expect(report.detectorKind == "diffusion")
+        #expect(report.markdown().contains("diffusion detector. Pixel map") && !report.markdown().contains("top-3 patch logits"))
         for file in ["metrics.json", "metrics.md", "roc_image.svg", "roc_pixel.svg"] {
             #expect(FileManager.default.fileExists(atPath: dir + "/" + file), "\(file)")
         }

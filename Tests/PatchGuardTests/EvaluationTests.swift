@@ -210,7 +210,9 @@ func evalTestSet(normal: Int, anomalous: Int, size s: Int = 16, seed: UInt64 = 7
         let root = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         #expect(Set(root.keys) == ["category", "detector", "images", "normal_images", "anomalous_images", "image_size",
                                    "patch_size", "batch_size", "scoring", "aupro_fpr_limit", "seconds", "clean_seconds",
-                                   "clean", "attacks", "notes", "worst_case", "thresholds", "per_defect_type"])
+                                   "clean", "attacks", "notes", "worst_case", "thresholds", "per_defect_type",
+                                   "detector_kind"])
+        #expect(root["detector_kind"] as? String == "patchguard")
         let metricKeys: Set<String> = ["image_auroc", "pixel_auroc", "pixel_aupro", "image_f1_max", "pixel_f1_max"]
         let clean = try #require(root["clean"] as? [String: Any])
         #expect(Set(clean.keys) == metricKeys)

@@ -105,7 +105,7 @@ public struct DecisionThresholds: Codable, Equatable, Sendable {
             out.append("stored threshold \(f(t)) (FPR target \(storedThresholdFPR.map(ScoreCalibration.percent) ?? "n/a") on "
                        + "\(validationImages ?? 0) validation normals; anomalous = score > threshold)")
         } else {
-            out.append("no stored threshold in the checkpoint (trained before calibration or with train.validation_fraction = 0)")
+            out.append("no stored threshold in the checkpoint (trained before calibration, with train.validation_fraction = 0, or a diffusion model)")
         }
         for r in rows {
             var s = "\(r.run): test F1-max threshold \(f(r.f1MaxThreshold))"

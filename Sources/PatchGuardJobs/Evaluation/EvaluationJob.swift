@@ -179,6 +179,7 @@ public struct EvaluationJob {
                                        + "spaced (eval.max_images = \(limit)).")
         }
         if isDiffusion {
+            result.report.detectorKind = "diffusion"
             let d = config.diffusion
             result.report.notes.append("Diffusion detector: one-shot denoising from t* = \(d.tStar) (\(d.noiseDraws) "
                                        + "noise draw(s)); the map is the multiscale reconstruction error minus the "

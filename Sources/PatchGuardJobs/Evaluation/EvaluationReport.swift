@@ -9,7 +9,7 @@ import PatchGuardMethod
 // What `patchguard evaluate` writes as `metrics.json` (and renders as `metrics.md`):
 //
 //   {
-//     "category": "bottle", "detector": "…" | null,
+//     "category": "bottle", "detector": "…" | null, "detector_kind": "patchguard" | "diffusion",
 //     "images": 83, "normal_images": 20, "anomalous_images": 63,
 //     "image_size": 224, "patch_size": 14, "batch_size": 8,
 //     "scoring": {"top_k": 3, "sigma": 6, "radius": 7}, "aupro_fpr_limit": 0.3,
@@ -298,6 +298,9 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
     public var notes: [String]
     /// Image AUROC per defect type (normals against that type), sorted by type; empty without normal images.
     public var perDefectType: [DefectTypeReport] = []
+    /// `"patchguard"` (patch logits → top-k score, smoothed map) or `"diffusion"` (its own pixel maps; `patch_size`
+    /// and `scoring` do not apply).
+    public var detectorKind = "patchguard"
     /// The stored threshold's FPR/TPR on this test set and the F1-max thresholds (set by ``EvaluationJob``).
     public var thresholds: DecisionThresholds?
 
@@ -317,7 +320,7 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
         case category, detector, images, normalImages = "normal_images", anomalousImages = "anomalous_images"
         case imageSize = "image_size", patchSize = "patch_size", batchSize = "batch_size", scoring
         case auproFPRLimit = "aupro_fpr_limit", seconds, cleanSeconds = "clean_seconds", clean, attacks, notes
-        case worstCase = "worst_case", thresholds, perDefectType = "per_defect_type"
+        case worstCase = "worst_case", thresholds, perDefectType = "per_defect_type", detectorKind = "detector_kind"
     }
 
     public init(from decoder: Decoder) throws {
@@ -336,6 +339,7 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
                   worstCase: try c.decodeIfPresent([WorstCaseReport].self, forKey: .worstCase) ?? [])
         thresholds = try c.decodeIfPresent(DecisionThresholds.self, forKey: .thresholds)
         perDefectType = try c.decodeIfPresent([DefectTypeReport].self, forKey: .perDefectType) ?? []
+        detectorKind = try c.decodeIfPresent(String.self, forKey: .detectorKind) ?? "patchguard"
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -357,6 +361,7 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
         try c.encode(worstCase, forKey: .worstCase)
         try c.encode(thresholds, forKey: .thresholds)
         try c.encode(perDefectType, forKey: .perDefectType)
+        try c.encode(detectorKind, forKey: .detectorKind)
         try c.encode(notes, forKey: .notes)
     }
 
@@ -411,8 +416,13 @@ public struct EvaluationReport: Codable, Equatable, Sendable {
         var s = "# Evaluation: \(category)\n\n"
         if let detector { s += "Detector: \(detector)\n\n" }
         s += "\(images) test images (\(normalImages) normal, \(anomalousImages) anomalous) at \(imageSize)×\(imageSize), "
-        s += "patch \(patchSize). Image score: mean of the top-\(scoring.topK) patch logits; pixel map: bilinear "
-        s += "upsampling, Gaussian σ = \(Self.trim(scoring.sigma)), radius \(scoring.radius). "
+        if detectorKind == "diffusion" {
+            s += "diffusion detector. Pixel map: the multiscale reconstruction error of one-shot denoising minus the "
+            s += "training normals' mean map; image score: its maximum over pixels. "
+        } else {
+            s += "patch \(patchSize). Image score: mean of the top-\(scoring.topK) patch logits; pixel map: bilinear "
+            s += "upsampling, Gaussian σ = \(Self.trim(scoring.sigma)), radius \(scoring.radius). "
+        }
         s += "AUPRO up to FPR \(Self.trim(auproFPRLimit)).\n\n"
         if !attacks.isEmpty {
             s += "Attacks: PGD (L∞: sign steps; L2: normalised-gradient steps; projection onto the ε-ball, clamp to "
