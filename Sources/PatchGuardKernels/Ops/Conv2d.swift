@@ -18,6 +18,18 @@ public enum Conv2d {
         (n + 2 * padding - kernel) / stride + 1
     }
 
+    /// The output columns `lo..<hi` whose input column `ox·S − Pd + kx` lies in `0..<W` (a contiguous range; empty
+    /// when `lo ≥ hi`), so the copy loops need no per-element bounds test.
+    @inlinable @inline(__always)
+    public static func validColumns(_ kx: Int, width W: Int, outWidth OW: Int, stride S: Int, padding Pd: Int)
+        -> (lo: Int, hi: Int) {
+        // ox·S ≥ Pd − kx  and  ox·S ≤ W − 1 + Pd − kx.
+        let a = Pd - kx, b = W - 1 + Pd - kx
+        let lo = a <= 0 ? 0 : (a + S - 1) / S
+        let hi = b < 0 ? 0 : b / S + 1
+        return (Swift.max(0, Swift.min(lo, OW)), Swift.max(0, Swift.min(hi, OW)))
+    }
+
     /// `cols` (CKK, OH·OW) from one image `x` (CI, H, W).
     @inlinable
     public static func im2col<T: NNScalar>(_ cols: UnsafeMutablePointer<T>, _ x: UnsafePointer<T>, inChannels CI: Int,
@@ -27,18 +39,22 @@ public enum Conv2d {
         parallelFor(CI * K * K, minChunk: max(4, 16384 / max(1, OH * OW))) { row in
             let ci = row / (K * K), ky = (row / K) % K, kx = row % K
             let dst = cols + row * OH * OW, src = x + ci * H * W
+            let (lo, hi) = validColumns(kx, width: W, outWidth: OW, stride: S, padding: Pd)
             for oy in 0..<OH {
                 let iy = oy * S - Pd + ky
                 let d = dst + oy * OW
-                if iy < 0 || iy >= H {
-                    for ox in 0..<OW { d[ox] = 0 }
+                if iy < 0 || iy >= H || lo >= hi {
+                    d.update(repeating: 0, count: OW)
                     continue
                 }
                 let s = src + iy * W
-                for ox in 0..<OW {
-                    let ix = ox * S - Pd + kx
-                    d[ox] = ix >= 0 && ix < W ? s[ix] : 0
+                if lo > 0 { d.update(repeating: 0, count: lo) }
+                if S == 1 {
+                    (d + lo).update(from: s + (lo - Pd + kx), count: hi - lo)
+                } else {
+                    for ox in lo..<hi { d[ox] = s[ox * S - Pd + kx] }
                 }
+                if hi < OW { (d + hi).update(repeating: 0, count: OW - hi) }
             }
         }
     }
@@ -54,13 +70,17 @@ public enum Conv2d {
             for ky in 0..<K {
                 for kx in 0..<K {
                     let src = dCols + ((ci * K + ky) * K + kx) * OH * OW
+                    let (lo, hi) = validColumns(kx, width: W, outWidth: OW, stride: S, padding: Pd)
+                    if lo >= hi { continue }
                     for oy in 0..<OH {
                         let iy = oy * S - Pd + ky
                         if iy < 0 || iy >= H { continue }
                         let d = dst + iy * W, s = src + oy * OW
-                        for ox in 0..<OW {
-                            let ix = ox * S - Pd + kx
-                            if ix >= 0 && ix < W { d[ix] += s[ox] }
+                        if S == 1 {
+                            let dd = d + (kx - Pd)
+                            for ox in lo..<hi { dd[ox] += s[ox] }
+                        } else {
+                            for ox in lo..<hi { d[ox * S - Pd + kx] += s[ox] }
                         }
                     }
                 }
@@ -123,6 +143,10 @@ public enum Conv2d {
             if let dBias {
                 parallelFor(OC, minChunk: max(8, 16384 / max(1, np))) { o in
                     let g = gb + o * np
+                    if T.self == Float.self {
+                        dBias[o] += T(FastFloat.sum(UnsafeRawPointer(g).assumingMemoryBound(to: Float.self), np))
+                        return
+                    }
                     var s: T = 0
                     for i in 0..<np { s += g[i] }
                     dBias[o] += s
