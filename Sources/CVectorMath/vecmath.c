@@ -78,6 +78,17 @@ static void gelu_backward_scalar(float *dx, const float *dout, const float *x, l
     }
 }
 
+static void silu_forward_scalar(float *out, const float *x, long n) {
+    for (long i = 0; i < n; i++) { float v = x[i]; out[i] = v / (1.0f + exp_scalar(-v)); }
+}
+
+static void silu_backward_scalar(float *dx, const float *dout, const float *x, long n) {
+    for (long i = 0; i < n; i++) {
+        float v = x[i], s = 1.0f / (1.0f + exp_scalar(-v));
+        dx[i] += dout[i] * s * (1.0f + v * (1.0f - s));
+    }
+}
+
 static void exp_array_scalar(float *out, const float *x, long n) {
     for (long i = 0; i < n; i++) out[i] = exp_scalar(x[i]);
 }
@@ -224,6 +235,40 @@ PG_AVX2 static void gelu_backward_avx2(float *dx, const float *dout, const float
     }
 }
 
+PG_AVX2 static void silu_forward_avx2(float *out, const float *x, long n) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    long full = n & ~7L, rest = n - full;
+    for (long i = 0; i < full; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        _mm256_storeu_ps(out + i, _mm256_div_ps(v, _mm256_add_ps(one, exp256(_mm256_sub_ps(zero, v)))));
+    }
+    if (rest) {
+        __m256i tm = tail_mask(rest);
+        __m256 v = _mm256_maskload_ps(x + full, tm);
+        _mm256_maskstore_ps(out + full, tm, _mm256_div_ps(v, _mm256_add_ps(one, exp256(_mm256_sub_ps(zero, v)))));
+    }
+}
+
+PG_AVX2 static inline __m256 silu_grad256(__m256 v) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, exp256(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+    return _mm256_mul_ps(s, _mm256_fmadd_ps(v, _mm256_sub_ps(one, s), one));
+}
+
+PG_AVX2 static void silu_backward_avx2(float *dx, const float *dout, const float *x, long n) {
+    long full = n & ~7L, rest = n - full;
+    for (long i = 0; i < full; i += 8) {
+        __m256 g = silu_grad256(_mm256_loadu_ps(x + i));
+        _mm256_storeu_ps(dx + i, _mm256_fmadd_ps(_mm256_loadu_ps(dout + i), g, _mm256_loadu_ps(dx + i)));
+    }
+    if (rest) {
+        __m256i tm = tail_mask(rest);
+        __m256 g = silu_grad256(_mm256_maskload_ps(x + full, tm));
+        __m256 d = _mm256_fmadd_ps(_mm256_maskload_ps(dout + full, tm), g, _mm256_maskload_ps(dx + full, tm));
+        _mm256_maskstore_ps(dx + full, tm, d);
+    }
+}
+
 PG_AVX2 static void exp_array_avx2(float *out, const float *x, long n) {
     long full = n & ~7L, rest = n - full;
     for (long i = 0; i < full; i += 8) _mm256_storeu_ps(out + i, exp256(_mm256_loadu_ps(x + i)));
@@ -289,6 +334,28 @@ void pg_exp_using(int avx2, float *out, const float *x, long n) {
     if (avx2 && pg_vecmath_avx2()) { exp_array_avx2(out, x, n); return; }
 #endif
     exp_array_scalar(out, x, n);
+}
+
+void pg_silu_forward_using(int avx2, float *out, const float *x, long n) {
+    if (n <= 0) return;
+#if PG_HAVE_AVX2_PATH
+    if (avx2 && pg_vecmath_avx2()) { silu_forward_avx2(out, x, n); return; }
+#endif
+    silu_forward_scalar(out, x, n);
+}
+
+void pg_silu_backward_using(int avx2, float *dx, const float *dout, const float *x, long n) {
+    if (n <= 0) return;
+#if PG_HAVE_AVX2_PATH
+    if (avx2 && pg_vecmath_avx2()) { silu_backward_avx2(dx, dout, x, n); return; }
+#endif
+    silu_backward_scalar(dx, dout, x, n);
+}
+
+void pg_silu_forward(float *out, const float *x, long n) { pg_silu_forward_using(pg_vecmath_avx2(), out, x, n); }
+
+void pg_silu_backward(float *dx, const float *dout, const float *x, long n) {
+    pg_silu_backward_using(pg_vecmath_avx2(), dx, dout, x, n);
 }
 
 void pg_softmax_row(float *out, const float *x, long n, float scale) {

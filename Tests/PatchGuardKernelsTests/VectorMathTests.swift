@@ -79,6 +79,25 @@ import PatchGuardCore
         }
     }
 
+    @Test func siluForwardAndBackwardMatchDouble() {
+        var rng = SeededRNG(seed: 13)
+        var x = (0..<261).map { _ in Float(rng.normal() * 4) }
+        x += [0, -0.0, 20, -20, 90, -90]
+        let dOut = x.indices.map { _ in Float(rng.normal()) }
+        for path in paths {
+            var y = [Float](repeating: .nan, count: x.count)
+            pg_silu_forward_using(path, &y, x, x.count)
+            var dX = [Float](repeating: -0.5, count: x.count)
+            pg_silu_backward_using(path, &dX, dOut, x, x.count)
+            for i in x.indices {
+                let v = Double(x[i]), s = 1 / (1 + Foundation.exp(-v))
+                #expect(abs(Double(y[i]) - v * s) <= 1e-6 * max(1, abs(v)), "path \(path): SiLU(\(v)) = \(y[i])")
+                let g = -0.5 + Double(dOut[i]) * s * (1 + v * (1 - s))
+                #expect(abs(Double(dX[i]) - g) <= 2e-6 * max(1, abs(g)), "path \(path): dSiLU(\(v)) = \(dX[i]) vs \(g)")
+            }
+        }
+    }
+
     @Test func bothPathsAgreeClosely() {
         guard pg_vecmath_avx2() == 1 else { return }  // one path only on this CPU: nothing to compare
         var rng = SeededRNG(seed: 11)

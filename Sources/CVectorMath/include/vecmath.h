@@ -1,4 +1,4 @@
-// Float element-wise kernels with a runtime-dispatched AVX2 + FMA path (x86-64 CPUs that have both) and a
+// Float element-wise kernels (softmax rows, GELU, SiLU, exp) with a runtime-dispatched AVX2 + FMA path (x86-64 CPUs that have both) and a
 // portable scalar path (every other CPU; the same formulas). The Swift code is compiled for the x86-64 baseline
 // (SSE2, 4 lanes, no FMA), so these loops are where 8-lane FMA code pays: softmax rows and GELU are the largest
 // costs outside GEMM in a ViT step (README, "Performance notes").
@@ -27,6 +27,12 @@ void pg_gelu_forward(float *out, const float *x, long n);
 /// dx[i] += dout[i]·(Φ(x[i]) + x[i]·φ(x[i])).
 void pg_gelu_backward(float *dx, const float *dout, const float *x, long n);
 
+/// out[i] = x[i]·σ(x[i]) = x/(1 + exp(−x)) (SiLU); out may alias x.
+void pg_silu_forward(float *out, const float *x, long n);
+
+/// dx[i] += dout[i]·σ(x)·(1 + x·(1 − σ(x))).
+void pg_silu_backward(float *dx, const float *dout, const float *x, long n);
+
 /// out[i] = exp(x[i]) (the formula above); for tests.
 void pg_exp(float *out, const float *x, long n);
 
@@ -36,6 +42,8 @@ void pg_softmax_row_using(int avx2, float *out, const float *x, long n, float sc
 void pg_gelu_forward_using(int avx2, float *out, const float *x, long n);
 void pg_gelu_backward_using(int avx2, float *dx, const float *dout, const float *x, long n);
 void pg_exp_using(int avx2, float *out, const float *x, long n);
+void pg_silu_forward_using(int avx2, float *out, const float *x, long n);
+void pg_silu_backward_using(int avx2, float *dx, const float *dout, const float *x, long n);
 
 #ifdef __cplusplus
 }
