@@ -59,8 +59,19 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
 
+# Ours, then (when torch, timm and diffusers import) PyTorch on the same shapes in the same run: the ViT presets at
+# 224 px and the diffusion U-Net at 64 px, batch 8, BENCH_THREADS threads each (Tools/bench_torch.py; Python only
+# there). Compare the img/s columns row by row; the CPU model is printed first.
+BENCH_THREADS ?= 2
 bench: build
-	$(BIN) bench
+	@lscpu | grep -m1 "Model name" || true
+	PATCHGUARD_THREADS=$(BENCH_THREADS) $(BIN) bench
+	@if python3 -c "import torch, timm, diffusers" 2>/dev/null; then \
+	  echo "PyTorch on the same shapes ($(BENCH_THREADS) threads):"; \
+	  python3 Tools/bench_torch.py --threads $(BENCH_THREADS) --archs vit_tiny_patch16_224,vit_small_patch14_dinov2 \
+	    --image-size 224 --batch 8 && \
+	  python3 Tools/bench_torch.py --threads $(BENCH_THREADS) --archs unet_ddpm --image-size 64 --batch 8; \
+	else echo "PyTorch side skipped (torch, timm, diffusers not importable; see Tools/README.md)"; fi
 
 # libFuzzer + ASan: image decoder, safetensors parser, config parser; a minute each by default (Fuzz/run.sh).
 FUZZ_SECONDS ?= 60
