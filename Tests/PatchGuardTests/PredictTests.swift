@@ -148,13 +148,19 @@ import PatchGuardData
         let s = config.data.imageSize, g = s / model.patchSize
         let scorer = try AnomalyScorer(config: ScoringConfig(topK: config.eval.topK), gridHeight: g, gridWidth: g,
                                        imageHeight: s, imageWidth: s)
-        var exceed = 0
+        // One image at a time here, batches in the trainer: GEMM blocking makes the two differ in the last bits
+        // (OpenBLAS), and τ is one of the scores, so the image at τ counts on either side within a tolerance.
+        let tolerance = 1e-5 * max(1, abs(c.threshold))
+        var clearlyAbove = 0, aboveOrAt = 0
         for sample in trainer.validation {
             let logits = sample.image.pixels.withUnsafeBufferPointer { model.patchLogits($0.baseAddress!, batch: 1) }
-            if Double(try scorer.imageScore(patchLogits: logits)) > c.threshold { exceed += 1 }
+            let score = Double(try scorer.imageScore(patchLogits: logits))
+            if score > c.threshold + tolerance { clearlyAbove += 1 }
+            if score > c.threshold - tolerance { aboveOrAt += 1 }
         }
-        #expect(exceed == 2, "the threshold for FPR 20 % lets exactly ⌊0.2·10⌋ = 2 of 10 distinct scores exceed it")
-        #expect(Double(exceed) / 10 == c.achievedFPR && c.achievedFPR <= 0.2)
+        #expect(clearlyAbove <= 2 && aboveOrAt >= 2 && aboveOrAt <= 3,
+                "FPR 20 %: ⌊0.2·10⌋ = 2 of 10 distinct scores above τ (\(clearlyAbove) clearly, \(aboveOrAt) at or above)")
+        #expect(c.achievedFPR == 0.2)
         // The training state is still in the rewritten checkpoint (it resumes), and the epoch is the last.
         #expect(file.metadata["epoch"] == "1" && file.names.contains { $0.hasPrefix("optimizer.m.") })
     }
