@@ -51,6 +51,16 @@ import PatchGuardData
         } catch let PatchGuardError.config(message) {
             #expect(message.contains("norm_num_groups"))
         }
+        // Found by the config fuzzer: attention_head_dim 0 divided by zero inside validation (a trap, not an error).
+        for bad in ["0", "-4"] {
+            do {
+                _ = try JobConfig.load(path: nil, overrides: ["model.kind=diffusion", "data.image_size=64",
+                                                              "diffusion.attention_head_dim=\(bad)"])
+                Issue.record("attention_head_dim \(bad) was accepted")
+            } catch let PatchGuardError.config(message) {
+                #expect(message.contains("attention_head_dim"), "\(message)")
+            }
+        }
     }
 
     func tensors(_ path: String) throws -> [String: [Float]] {

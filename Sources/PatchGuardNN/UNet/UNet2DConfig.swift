@@ -132,6 +132,9 @@ public struct UNet2DConfig: Codable, Equatable, Sendable {
             throw fail("sample_size \(sampleSize) must be a multiple of 2^(levels − 1) = \(factor)")
         }
         guard normNumGroups >= 1, normEps > 0 else { throw fail("norm_num_groups ≥ 1 and norm_eps > 0 required") }
+        if let hd = attentionHeadDim, hd < 1 {
+            throw fail("attention_head_dim must be ≥ 1 (or null: one head), got \(hd)")
+        }
         let plan = UNetPlan(self)
         for n in plan.groupNormChannels where n % normNumGroups != 0 {
             throw fail("a GroupNorm over \(n) channels cannot have norm_num_groups = \(normNumGroups)")
