@@ -61,11 +61,10 @@ public struct CertifyJob {
         var result = try Certifier(detector: detector, config: c, seed: config.seed, showProgress: showProgress,
                                    squashes: squashes)
             .certify(samples, category: config.data.category, indices: indices, log: run.log)
-        if let squashes {
+        if squashes != nil {
             result.report.notes.append("Squash fitted per σ (certify.squash_fit = train_normals) on "
                                        + "\(min(c.squashFitImages, category.train.count)) training normals with one noise "
-                                       + "draw each: " + zip(c.sigmas, squashes).map { "σ=\($0): \($1.description)" }
-                                           .joined(separator: "; ") + ".")
+                                       + "draw each: " + result.report.squash + ".")
         }
         if indices.count < category.test.count {
             result.report.notes.append("A subset: \(indices.count) of the \(category.test.count) test images, evenly "

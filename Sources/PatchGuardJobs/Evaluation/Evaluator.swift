@@ -116,19 +116,26 @@ public final class Evaluator {
             throw PatchGuardError.invalidArgument(
                 "evaluation: detector has \(detector.numPatches) patches, a \(g)×\(g) grid (S=\(s), P=\(p)) has \(g * g)")
         }
-        guard settings.batchSize >= 1 else {
-            throw PatchGuardError.invalidArgument("evaluation: batch size must be ≥ 1, got \(settings.batchSize)")
-        }
-        for (i, a) in settings.attacks.enumerated() { try a.validate(key: "evaluation: attack \(i)") }
-        attacks = settings.attacks.flatMap { $0.expanded() }
-        guard settings.fprLimit > 0, settings.fprLimit <= 1 else {
-            throw PatchGuardError.invalidArgument("evaluation: AUPRO FPR limit must be in (0, 1], got \(settings.fprLimit)")
-        }
+        attacks = try Self.checkedAttacks(settings)
         self.settings = settings
         imageSize = s
         let scorer = try AnomalyScorer(config: settings.scoring, gridHeight: g, gridWidth: g, imageHeight: s, imageWidth: s)
         backend = .patchLogits(detector, scorer)
         attackedDetector = try PatchLogitDetector(detector, topK: settings.scoring.topK)
+    }
+
+    /// The settings' checks shared by both initialisers (batch size, every attack, the AUPRO FPR limit); returns
+    /// the attacks with suites expanded.
+    static func checkedAttacks(_ settings: EvaluationSettings) throws -> [AttackSpec] {
+        guard settings.batchSize >= 1 else {
+            throw PatchGuardError.invalidArgument("evaluation: batch size must be ≥ 1, got \(settings.batchSize)")
+        }
+        for (i, a) in settings.attacks.enumerated() { try a.validate(key: "evaluation: attack \(i)") }
+        let attacks = settings.attacks.flatMap { $0.expanded() }
+        guard settings.fprLimit > 0, settings.fprLimit <= 1 else {
+            throw PatchGuardError.invalidArgument("evaluation: AUPRO FPR limit must be in (0, 1], got \(settings.fprLimit)")
+        }
+        return attacks
     }
 
     /// A detector whose maps are at pixel resolution (`mapHeight = mapWidth = imageSize`): scores and maps are its
@@ -139,14 +146,7 @@ public final class Evaluator {
             throw PatchGuardError.invalidArgument("evaluation: the detector's map is \(mapDetector.mapHeight)×"
                                                   + "\(mapDetector.mapWidth), the evaluation needs \(s)×\(s) (its image size)")
         }
-        guard settings.batchSize >= 1 else {
-            throw PatchGuardError.invalidArgument("evaluation: batch size must be ≥ 1, got \(settings.batchSize)")
-        }
-        for (i, a) in settings.attacks.enumerated() { try a.validate(key: "evaluation: attack \(i)") }
-        attacks = settings.attacks.flatMap { $0.expanded() }
-        guard settings.fprLimit > 0, settings.fprLimit <= 1 else {
-            throw PatchGuardError.invalidArgument("evaluation: AUPRO FPR limit must be in (0, 1], got \(settings.fprLimit)")
-        }
+        attacks = try Self.checkedAttacks(settings)
         self.settings = settings
         imageSize = s
         backend = .pixelMaps(mapDetector)
