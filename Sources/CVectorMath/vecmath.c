@@ -202,18 +202,34 @@ PG_AVX2 static void softmax_row_avx2(float *out, const float *x, long n, float s
     if (rest) _mm256_maskstore_ps(out + full, tm, _mm256_mul_ps(_mm256_maskload_ps(out + full, tm), inv));
 }
 
-PG_AVX2 static void gelu_forward_avx2(float *out, const float *x, long n) {
+// The element-wise loops share two shapes: out = f(x) and dx += dout·g(x), 8 lanes then a masked tail. The
+// helpers are always inlined with a constant f/g, so each kernel compiles to its own loop without calls.
+#define PG_AVX2_INLINE __attribute__((target("avx2,fma"), always_inline)) static inline
+
+PG_AVX2_INLINE void map_avx2(float *out, const float *x, long n, __m256 (*f)(__m256)) {
+    long full = n & ~7L, rest = n - full;
+    for (long i = 0; i < full; i += 8) _mm256_storeu_ps(out + i, f(_mm256_loadu_ps(x + i)));
+    if (rest) {
+        __m256i tm = tail_mask(rest);
+        _mm256_maskstore_ps(out + full, tm, f(_mm256_maskload_ps(x + full, tm)));
+    }
+}
+
+PG_AVX2_INLINE void grad_avx2(float *dx, const float *dout, const float *x, long n, __m256 (*g)(__m256)) {
     long full = n & ~7L, rest = n - full;
     for (long i = 0; i < full; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i);
-        _mm256_storeu_ps(out + i, _mm256_mul_ps(v, cdf256(v)));
+        __m256 d = g(_mm256_loadu_ps(x + i));
+        _mm256_storeu_ps(dx + i, _mm256_fmadd_ps(_mm256_loadu_ps(dout + i), d, _mm256_loadu_ps(dx + i)));
     }
     if (rest) {
         __m256i tm = tail_mask(rest);
-        __m256 v = _mm256_maskload_ps(x + full, tm);
-        _mm256_maskstore_ps(out + full, tm, _mm256_mul_ps(v, cdf256(v)));
+        __m256 d = g(_mm256_maskload_ps(x + full, tm));
+        _mm256_maskstore_ps(dx + full, tm,
+                            _mm256_fmadd_ps(_mm256_maskload_ps(dout + full, tm), d, _mm256_maskload_ps(dx + full, tm)));
     }
 }
+
+PG_AVX2 static inline __m256 gelu256(__m256 v) { return _mm256_mul_ps(v, cdf256(v)); }
 
 PG_AVX2 static inline __m256 gelu_grad256(__m256 v) {
     __m256 pdf = _mm256_mul_ps(exp256(_mm256_mul_ps(_mm256_set1_ps(-0.5f), _mm256_mul_ps(v, v))),
@@ -221,32 +237,8 @@ PG_AVX2 static inline __m256 gelu_grad256(__m256 v) {
     return _mm256_fmadd_ps(v, pdf, cdf256(v));
 }
 
-PG_AVX2 static void gelu_backward_avx2(float *dx, const float *dout, const float *x, long n) {
-    long full = n & ~7L, rest = n - full;
-    for (long i = 0; i < full; i += 8) {
-        __m256 g = gelu_grad256(_mm256_loadu_ps(x + i));
-        _mm256_storeu_ps(dx + i, _mm256_fmadd_ps(_mm256_loadu_ps(dout + i), g, _mm256_loadu_ps(dx + i)));
-    }
-    if (rest) {
-        __m256i tm = tail_mask(rest);
-        __m256 g = gelu_grad256(_mm256_maskload_ps(x + full, tm));
-        __m256 d = _mm256_fmadd_ps(_mm256_maskload_ps(dout + full, tm), g, _mm256_maskload_ps(dx + full, tm));
-        _mm256_maskstore_ps(dx + full, tm, d);
-    }
-}
-
-PG_AVX2 static void silu_forward_avx2(float *out, const float *x, long n) {
-    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-    long full = n & ~7L, rest = n - full;
-    for (long i = 0; i < full; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i);
-        _mm256_storeu_ps(out + i, _mm256_div_ps(v, _mm256_add_ps(one, exp256(_mm256_sub_ps(zero, v)))));
-    }
-    if (rest) {
-        __m256i tm = tail_mask(rest);
-        __m256 v = _mm256_maskload_ps(x + full, tm);
-        _mm256_maskstore_ps(out + full, tm, _mm256_div_ps(v, _mm256_add_ps(one, exp256(_mm256_sub_ps(zero, v)))));
-    }
+PG_AVX2 static inline __m256 silu256(__m256 v) {
+    return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), exp256(_mm256_sub_ps(_mm256_setzero_ps(), v))));
 }
 
 PG_AVX2 static inline __m256 silu_grad256(__m256 v) {
@@ -255,28 +247,15 @@ PG_AVX2 static inline __m256 silu_grad256(__m256 v) {
     return _mm256_mul_ps(s, _mm256_fmadd_ps(v, _mm256_sub_ps(one, s), one));
 }
 
+PG_AVX2 static void gelu_forward_avx2(float *out, const float *x, long n) { map_avx2(out, x, n, gelu256); }
+PG_AVX2 static void gelu_backward_avx2(float *dx, const float *dout, const float *x, long n) {
+    grad_avx2(dx, dout, x, n, gelu_grad256);
+}
+PG_AVX2 static void silu_forward_avx2(float *out, const float *x, long n) { map_avx2(out, x, n, silu256); }
 PG_AVX2 static void silu_backward_avx2(float *dx, const float *dout, const float *x, long n) {
-    long full = n & ~7L, rest = n - full;
-    for (long i = 0; i < full; i += 8) {
-        __m256 g = silu_grad256(_mm256_loadu_ps(x + i));
-        _mm256_storeu_ps(dx + i, _mm256_fmadd_ps(_mm256_loadu_ps(dout + i), g, _mm256_loadu_ps(dx + i)));
-    }
-    if (rest) {
-        __m256i tm = tail_mask(rest);
-        __m256 g = silu_grad256(_mm256_maskload_ps(x + full, tm));
-        __m256 d = _mm256_fmadd_ps(_mm256_maskload_ps(dout + full, tm), g, _mm256_maskload_ps(dx + full, tm));
-        _mm256_maskstore_ps(dx + full, tm, d);
-    }
+    grad_avx2(dx, dout, x, n, silu_grad256);
 }
-
-PG_AVX2 static void exp_array_avx2(float *out, const float *x, long n) {
-    long full = n & ~7L, rest = n - full;
-    for (long i = 0; i < full; i += 8) _mm256_storeu_ps(out + i, exp256(_mm256_loadu_ps(x + i)));
-    if (rest) {
-        __m256i tm = tail_mask(rest);
-        _mm256_maskstore_ps(out + full, tm, exp256(_mm256_maskload_ps(x + full, tm)));
-    }
-}
+PG_AVX2 static void exp_array_avx2(float *out, const float *x, long n) { map_avx2(out, x, n, exp256); }
 
 static int detect_avx2(void) {
     const char *force = getenv("PATCHGUARD_VECMATH");
