@@ -148,6 +148,10 @@ import PatchGuardData
         #expect(message { _ = try JobConfig.load(path: nil, overrides: ["certify.alpha=1.5"]) }.contains("certify.alpha must be in (0, 1)"))
         #expect(message { _ = try JobConfig.load(path: nil, overrides: ["certify.radii=[-1]"]) }.contains("certify.radii.0"))
         #expect(message { _ = try JobConfig.load(path: nil, overrides: ["certify.squash=tanh"]) }.contains("squash"))
+        #expect(message { _ = try JobConfig.load(path: nil, overrides: ["certify.squash_fit_images=1"]) }
+            .contains("certify.squash_fit_images must be ≥ 2"))
+        #expect(message { _ = try JobConfig.load(path: nil, overrides: ["certify.squash_fit=normals"]) }
+            .contains("squash_fit"))
         let path = TrainingTests.tempDir("certify-config") + "/job.json"
         try #"{"certify": {"sigma": [0.25]}}"#.write(toFile: path, atomically: true, encoding: .utf8)
         let m = message { _ = try JobConfig.load(path: path) }
