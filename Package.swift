@@ -5,7 +5,8 @@ import PackageDescription
 //
 //   CBLAS, CImageCodecs          system-library shims
 //   CVectorMath                  C: softmax / GELU / exp, AVX2 + FMA dispatched at run time
-//   PatchGuardCore               ← CBLAS: Tensor, Arena, RNG, parallelFor, errors, atomic files, safetensors, GEMM
+//   CGemmBF16                    C: bf16 GEMM (AVX512_BF16), for model.precision "bf16"
+//   PatchGuardCore               ← CBLAS, CGemmBF16: Tensor, Arena, RNG, parallelFor, errors, atomic files, safetensors, GEMM
 //   PatchGuardImage              ← Core, CImageCodecs: image type, I/O, resize, filters, masks, components, colour maps
 //   PatchGuardKernels            ← Core, CVectorMath: the Kernels protocol (every forward/backward pair, losses, AdamW update,
 //                                  buffer utilities); CPU (OpenBLAS) and plain reference backends
@@ -43,8 +44,11 @@ let package = Package(
         // Softmax rows, GELU and exp with an AVX2 + FMA path chosen at run time (the Swift code is built for the
         // x86-64 baseline); a scalar path with the same formulas elsewhere.
         .target(name: "CVectorMath", path: "Sources/CVectorMath", cSettings: [.unsafeFlags(["-O2"])]),
+        // bf16 GEMM (AVX512_BF16 `vdpbf16ps`, fp32 accumulation) for `model.precision` "bf16"; functions carry their
+        // own target attributes, so the library loads on any x86-64 CPU and runs only where the CPU has the instruction.
+        .target(name: "CGemmBF16", path: "Sources/CGemmBF16", cSettings: [.unsafeFlags(["-O2"])]),
         .target(name: "PatchGuardCore",
-                dependencies: ["CBLAS", .product(name: "Numerics", package: "swift-numerics")],
+                dependencies: ["CBLAS", "CGemmBF16", .product(name: "Numerics", package: "swift-numerics")],
                 swiftSettings: checked),
         .target(name: "PatchGuardImage", dependencies: ["PatchGuardCore", "CImageCodecs"], swiftSettings: checked),
         .target(name: "PatchGuardMetrics", dependencies: ["PatchGuardCore"], swiftSettings: checked),
@@ -64,7 +68,7 @@ let package = Package(
                                          "PatchGuardNN", "PatchGuardCore",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: checked),
-        .testTarget(name: "PatchGuardCoreTests", dependencies: ["PatchGuardCore"]),
+        .testTarget(name: "PatchGuardCoreTests", dependencies: ["PatchGuardCore", "CGemmBF16"]),
         // Central-difference gradient checks shared by the NN and method test targets.
         .target(name: "GradCheckSupport", dependencies: ["PatchGuardCore"], path: "Tests/GradCheckSupport"),
         .testTarget(name: "PatchGuardKernelsTests", dependencies: ["PatchGuardKernels", "GradCheckSupport", "CVectorMath"]),

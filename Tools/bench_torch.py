@@ -22,7 +22,11 @@ iterations until at least ``--min-seconds`` have elapsed (at least ``--min-iters
     {"impl":"pytorch","arch":...,"image_size":224,"batch":8,"step":"forward"|"train"|"input_grad",
      "img_per_s":...,"peak_rss_mb":..., ...extra context fields}
 
-Usage:  python Tools/bench_torch.py [--threads 2] [--batch 8] [--archs a,b] [--steps s,t]
+``--precision bf16`` runs every forward under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (PyTorch's CPU
+mixed precision: linear / matmul / conv in bf16 with fp32 accumulation, fp32 master weights; the backward runs
+outside the context, as the PyTorch docs recommend), for comparison with ``patchguard bench --precision bf16``.
+
+Usage:  python Tools/bench_torch.py [--threads 2] [--batch 8] [--archs a,b] [--steps s,t] [--precision fp32|bf16]
 """
 
 import argparse
@@ -64,14 +68,16 @@ def run_unet(step, args):
         model.eval()
 
         def iteration():
-            with torch.no_grad():
+            with torch.no_grad(), autocast(args):
                 model(x0, t).sample
     elif step == "train":
         model.train()
 
         def iteration():
             model.zero_grad(set_to_none=True)
-            (model(x0, t).sample * r).sum().backward()
+            with autocast(args):
+                out = model(x0, t).sample
+            (out.float() * r).sum().backward()
     elif step == "input_grad":
         model.eval()
         for p in model.parameters():
@@ -79,10 +85,23 @@ def run_unet(step, args):
 
         def iteration():
             x = x0.clone().requires_grad_(True)
-            (model(x, t).sample * r).sum().backward()
+            with autocast(args):
+                out = model(x, t).sample
+            (out.float() * r).sum().backward()
     else:
         raise ValueError(step)
     return model, iteration, {"diffusers": diffusers.__version__, "block_out_channels": list(config["block_out_channels"])}
+
+
+def autocast(args):
+    """The forward's context: bf16 autocast on the CPU for --precision bf16, else nothing."""
+    import contextlib
+
+    import torch
+
+    if args.precision == "bf16":
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def run_one(arch, step, args):
@@ -117,7 +136,9 @@ def run_one(arch, step, args):
     r = torch.randn((args.batch, n_patches, dim), generator=gen)
 
     def features(x):
-        return model.forward_features((x - mean) / std)[:, npt:, :]
+        with autocast(args):
+            out = model.forward_features((x - mean) / std)[:, npt:, :]
+        return out.float()
 
     if step == "forward":
         model.eval()
@@ -175,6 +196,7 @@ def timed(arch, step, args, model, iteration, extra):
         "best_sec_per_iter": round(min(times), 4),
         "iters": len(times),
         "threads": args.threads,
+        "precision": args.precision,
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "torch": torch.__version__,
         **extra,
@@ -195,6 +217,8 @@ def main():
     ap.add_argument("--unet-channels", default="",
                     help="block_out_channels of unet_ddpm, e.g. 32,64,128 (Configs/diffusion-mvtec-cpu.json); "
                          "default: diffusion-default.json's 32,64,64")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: forwards under torch.autocast(cpu, bfloat16)")
     ap.add_argument("--one", nargs=2, metavar=("ARCH", "STEP"), help=argparse.SUPPRESS)
     args = ap.parse_args()
 
@@ -207,7 +231,8 @@ def main():
         env[var] = str(args.threads)
     passthrough = ["--threads", str(args.threads), "--batch", str(args.batch), "--image-size", str(args.image_size),
                    "--min-iters", str(args.min_iters), "--max-iters", str(args.max_iters),
-                   "--min-seconds", str(args.min_seconds), "--unet-channels", args.unet_channels]
+                   "--min-seconds", str(args.min_seconds), "--unet-channels", args.unet_channels,
+                   "--precision", args.precision]
     failed = False
     for arch in args.archs.split(","):
         for step in args.steps.split(","):

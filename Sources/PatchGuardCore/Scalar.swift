@@ -4,7 +4,8 @@ import CBLAS
 /// The element type of every numeric kernel: `Float` for training and inference, `Double` for gradient checks.
 ///
 /// Kernels are generic over `NNScalar` and marked `@inlinable` (or live in the module that calls them) so they are
-/// specialised; `gemm` dispatches to OpenBLAS `sgemm` / `dgemm`.
+/// specialised; `gemm` dispatches to OpenBLAS `sgemm` / `dgemm`, or for `Float` at ``GEMMPrecision`` bf16 to
+/// ``BF16GEMM``.
 public protocol NNScalar: BinaryFloatingPoint & Real & Sendable & Codable where Self.RawSignificand: FixedWidthInteger {
     /// Row-major `C = alpha * op(A) * op(B) + beta * C`, with `op(A)` of shape (m, k) and `op(B)` of shape (k, n).
     /// `lda`, `ldb`, `ldc` are the row strides of A, B, C as stored (before transposition).
@@ -21,6 +22,11 @@ extension Float: NNScalar {
                             b: UnsafePointer<Float>, ldb: Int,
                             beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         guard m > 0, n > 0 else { return }
+        if GEMMPrecision.current == .bf16 {
+            BF16GEMM.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
+                          ldb: ldb, beta: beta, c: c, ldc: ldc)
+            return
+        }
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     blasint(m), blasint(n), blasint(k), alpha, a, blasint(lda), b, blasint(ldb), beta, c, blasint(ldc))
     }

@@ -20,6 +20,9 @@ struct Bench: ParsableCommand {
     var unetChannels: String?
     @Flag(name: .customLong("no-unet"), help: "Skip the diffusion U-Net part.") var noUNet = false
     @Flag(name: .customLong("no-vit"), help: "Skip the ViT part.") var noViT = false
+    @Option(help: ArgumentHelp("Precision of every matrix product, the GEMM part included: fp32 or bf16 (needs AVX512_BF16).",
+                               valueName: "fp32|bf16"))
+    var precision: ComputePrecision = .fp32
 
     func channels() throws -> [Int]? {
         guard let unetChannels else { return nil }
@@ -32,8 +35,9 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
+            try GEMMPrecision.set(precision)
             try BenchmarkJob.run(json: json, gemmOnly: gemmOnly, gemm: !noGemm, archs: noViT ? [] : archs, imageSize: imageSize, batch: batch,
-                                 seconds: seconds, startupLine: blasStartupLine, unetImageSize: unetImageSize,
+                                 seconds: seconds, startupLine: blasStartupLine + "; " + precisionLine, unetImageSize: unetImageSize,
                                  unet: !noUNet, unetChannels: try channels()) { line in
                 print(line)
                 fflush(stdout)

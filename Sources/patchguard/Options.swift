@@ -21,21 +21,41 @@ struct JobOptions: ParsableArguments {
     @Option(name: .long, help: "Seed for every random choice (overrides the config's `seed`).")
     var seed: UInt64?
 
-    /// `--set` overrides, then `--seed` as `seed=`.
-    var allOverrides: [String] { overrides + (seed.map { ["seed=\($0)"] } ?? []) }
+    @Option(name: .long, help: ArgumentHelp(
+        "Precision of the matrix products (overrides model.precision): fp32, or bf16 (bf16 inputs, fp32 accumulation; needs a CPU with AVX512_BF16, refused elsewhere).",
+        valueName: "fp32|bf16"))
+    var precision: ComputePrecision?
+
+    /// `--set` overrides, then `--seed` as `seed=`, then `--precision` as `model.precision=`.
+    var allOverrides: [String] {
+        overrides + (seed.map { ["seed=\($0)"] } ?? []) + (precision.map { ["model.precision=\($0.rawValue)"] } ?? [])
+    }
 
     /// The resolved config: file, then --set, then --seed.
     func loadConfig() throws -> JobConfig {
         try JobConfig.load(path: config, overrides: allOverrides)
     }
 
-    /// Creates the run directory, writes the resolved config and logs the OpenBLAS core.
+    /// Sets the GEMM precision (before anything is written: bf16 on a CPU without it is refused), creates the run
+    /// directory, writes the resolved config and logs the OpenBLAS core and the precision.
     func openRun(command: String, config: JobConfig) throws -> RunDirectory {
+        try GEMMPrecision.set(config.model.precision)
         let run = try RunDirectory(path: output, command: command)
         try run.writeConfig(config)
         run.log("patchguard \(PatchGuardVersion.string) \(command): run directory \(run.path)")
         run.log(blasStartupLine)
+        run.log(precisionLine)
         return run
+    }
+}
+
+extension ComputePrecision: ExpressibleByArgument {}
+
+/// "matrix products: fp32 (OpenBLAS sgemm)" or "… bf16 (AVX512_BF16, fp32 accumulation)", for the log.
+var precisionLine: String {
+    switch GEMMPrecision.current {
+    case .fp32: return "matrix products: fp32 (OpenBLAS sgemm)"
+    case .bf16: return "matrix products: bf16 inputs, fp32 accumulation (AVX512_BF16 vdpbf16ps)"
     }
 }
 

@@ -41,6 +41,10 @@ struct Predict: ParsableCommand {
     @Option(parsing: .unconditional, help: "Seed of the attack's random starts (default: the checkpoint's seed).") var seed: UInt64?
     @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Images per forward (default: the checkpoint's eval.batch_size).")
     var batchSize: Int?
+    @Option(parsing: .unconditional, help: ArgumentHelp(
+        "Precision of the matrix products: fp32 or bf16 (needs AVX512_BF16; default: the checkpoint's model.precision).",
+        valueName: "fp32|bf16"))
+    var precision: ComputePrecision?
 
     var epsilonValue: Double? {
         guard let epsilon, case let .number(v) = JSONValue.parseCommandLineValue(epsilon) else { return nil }
@@ -65,10 +69,12 @@ struct Predict: ParsableCommand {
                 : PredictAttack(name: $0 == .apgd ? .apgd : .pgd, epsilon: epsilonValue, steps: steps ?? 10, norm: norm ?? .linf) }
             let job = try PredictJob(checkpoint: checkpoint, inputs: paths, threshold: threshold, attack: request,
                                      batchSize: batchSize, seed: seed)
+            try GEMMPrecision.set(precision ?? job.config.model.precision)
             let run = try RunDirectory(path: runDir, command: "predict")
             try run.writeConfig(job.config)
             run.log("patchguard \(PatchGuardVersion.string) predict: run directory \(run.path)")
             run.log(blasStartupLine)
+            run.log(precisionLine)
             let report = try job.run(in: run)
             print(report.table(), terminator: "")
             if report.exitStatus != 0 {

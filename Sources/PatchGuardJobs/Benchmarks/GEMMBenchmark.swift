@@ -17,7 +17,8 @@ public enum GEMMBenchmark {
 
     public static func run(minSeconds: Double = 1.0) -> [Row] {
         let shapes: [(String, Int, Int, Int, Bool, Bool)] = [
-            ("sgemm 1024x1024x1024", 1024, 1024, 1024, false, false),
+            (GEMMPrecision.current == .bf16 ? "bf16 gemm 1024x1024x1024" : "sgemm 1024x1024x1024", 1024, 1024, 1024,
+             false, false),
             ("vit-s qkv fwd (2056x1152x384, B^T)", 8 * 257, 1152, 384, false, true),
             ("vit-s mlp fc1 fwd (2056x1536x384, B^T)", 8 * 257, 1536, 384, false, true),
             ("vit-s qkv dW (1152x384x2056, A^T)", 1152, 384, 8 * 257, true, false),

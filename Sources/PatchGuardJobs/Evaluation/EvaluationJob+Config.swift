@@ -4,10 +4,12 @@ import PatchGuardMethod
 
 extension EvaluationJob {
     /// The keys the checkpoint decides: the model section except `model.weights` (the backbone's initial weights,
-    /// replaced by the checkpoint's) and `data.image_size`; `train` is taken from the checkpoint without a check
+    /// replaced by the checkpoint's) and `model.precision` (how the products are computed, not what the model is:
+    /// a model trained in one precision is evaluated in either), and `data.image_size`; `train` is taken from the checkpoint without a check
     /// (it shapes nothing that evaluation uses except the regulariser layers the model is built with).
     static func isModelKey(_ path: [String]) -> Bool {
-        (path.first == "model" && path != ["model", "weights"]) || path == ["data", "image_size"]
+        (path.first == "model" && path != ["model", "weights"] && path != ["model", "precision"])
+            || path == ["data", "image_size"]
     }
 
     /// The job config for evaluating `checkpoint`; see ``EvaluationJob``. Returns warnings to log.

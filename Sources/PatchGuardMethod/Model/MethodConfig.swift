@@ -11,6 +11,8 @@ import PatchGuardData
 /// config's loader adds the key path and the file (or `--set`).
 public protocol ConfigEnum: RawRepresentable, CaseIterable, Codable, Sendable, Equatable where RawValue == String {}
 
+extension ComputePrecision: ConfigEnum {}
+
 extension ConfigEnum {
     /// `"object, texture"`.
     public static var allowedValues: String { allCases.map(\.rawValue).joined(separator: ", ") }
@@ -58,9 +60,12 @@ public struct ModelConfig: Codable, Equatable, Sendable {
     /// 1-based backbone layers whose final-normed patch tokens feed the discriminator; empty = the last layer.
     public var featureLayers: [Int] = []
     public var discriminator = DiscriminatorConfig()
+    /// The matrix products' precision: `"fp32"` (default) or `"bf16"` (bf16 inputs, fp32 accumulation; needs a CPU
+    /// with AVX512_BF16 and is refused elsewhere; see ``GEMMPrecision``). Both detectors; `--precision` overrides.
+    public var precision: ComputePrecision = .fp32
 
     enum CodingKeys: String, CodingKey {
-        case kind, arch, weights, featureLayers = "feature_layers", discriminator
+        case kind, arch, weights, featureLayers = "feature_layers", discriminator, precision
     }
 }
 

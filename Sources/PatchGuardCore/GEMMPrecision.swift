@@ -1,0 +1,111 @@
+import CGemmBF16
+import Foundation
+
+/// The precision of the matrix products: `fp32` (OpenBLAS `sgemm`) or `bf16` (inputs rounded to bfloat16 while
+/// they are packed, products accumulated in fp32 by AVX512_BF16 `vdpbf16ps`; ``BF16GEMM``). Activations, master
+/// weights, gradients and optimizer state stay fp32 either way; only what enters a GEMM is rounded (PyTorch's
+/// CPU bf16 autocast rounds the same operands, and keeps its outputs in bf16, which we do not).
+public enum ComputePrecision: String, Sendable, CaseIterable {
+    case fp32
+    case bf16
+}
+
+/// The process-wide GEMM precision (like OpenBLAS's thread count: one job per process sets it once, from
+/// `model.precision` or `--precision`). Every `Float` matmul reads it; `Double` products (gradient checks) are
+/// always fp64.
+public enum GEMMPrecision {
+    /// The precision `Float.gemm` uses now.
+    public nonisolated(unsafe) private(set) static var current: ComputePrecision = .fp32
+
+    /// Whether this CPU runs the bf16 kernels (AVX512 F/BW/VL/DQ and AVX512_BF16, with OS support).
+    public static var bf16Supported: Bool { pg_bf16_supported() != 0 }
+
+    /// Switches the precision; bf16 on a CPU without AVX512_BF16 is refused (nothing is changed).
+    public static func set(_ precision: ComputePrecision) throws {
+        if precision == .bf16 && !bf16Supported {
+            throw PatchGuardError.invalidArgument(
+                "precision bf16 needs a CPU with AVX512_BF16 (AMD Zen 4 or later, Intel Cooper Lake, Sapphire Rapids "
+                    + "or later); this one (\(cpuModelName)) has none — use model.precision \"fp32\" (the default)")
+        }
+        current = precision
+    }
+
+    /// Runs `body` at `precision` and restores the previous one (tests and benchmarks).
+    public static func with<R>(_ precision: ComputePrecision, _ body: () throws -> R) throws -> R {
+        let saved = current
+        try set(precision)
+        defer { current = saved }
+        return try body()
+    }
+
+    /// The CPU's model name from /proc/cpuinfo ("unknown CPU" elsewhere).
+    public static var cpuModelName: String {
+        let text = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        for line in text.split(separator: "\n") where line.hasPrefix("model name") {
+            if let colon = line.firstIndex(of: ":") {
+                return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+        }
+        return "unknown CPU"
+    }
+}
+
+/// Row-major `C = alpha·op(A)·op(B) + beta·C` in bf16 with fp32 accumulation (the C target `CGemmBF16`).
+///
+/// From serial code with more than one worker, the product is split in two phases on ``parallelFor(_:minChunk:_:)``:
+/// each worker packs a share of A's row blocks and B's panels into the calling thread's scratch, then computes a
+/// share of C's row blocks (or of its column panels when there are few rows). Inside a
+/// ``SingleThreadedBLAS``-style region (OpenBLAS at one thread: attention's per-head GEMMs run on parallel
+/// workers) and for small products it runs on the calling thread with that thread's own scratch. Every element of
+/// C is summed in the same order either way, so the result does not depend on the split.
+public enum BF16GEMM {
+    /// Products below this many multiply-adds run on one thread (the two parallel phases cost ~20 µs).
+    public static let parallelThreshold = 1 << 20
+
+    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float,
+                            c: UnsafeMutablePointer<Float>, ldc: Int) {
+        guard m > 0, n > 0 else { return }
+        let workers = min(Parallel.threads, OpenBLAS.threadCount)
+        let mr = Int(PG_BF16_MR), nr = Int(PG_BF16_NR)
+        let blocks = (m + mr - 1) / mr, panels = (n + nr - 1) / nr
+        if workers <= 1 || m * n * k < parallelThreshold || blocks * panels < 2 {
+            pg_sgemm_bf16(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
+        let na = pg_bf16_packed_a_count(m, k), nb = pg_bf16_packed_b_count(k, n)
+        let aBytes = (na * 2 + 63) & ~63
+        guard let raw = pg_bf16_thread_scratch(aBytes + nb * 4 + 64) else {
+            pg_sgemm_bf16(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
+        let pa = raw.bindMemory(to: UInt16.self, capacity: na)
+        let pb = (raw + aBytes).bindMemory(to: UInt32.self, capacity: nb)
+        func share(_ total: Int, _ w: Int) -> (Int, Int) { (total * w / workers, total * (w + 1) / workers) }
+        parallelFor(workers) { w in
+            let (b0, b1) = share(blocks, w), (q0, q1) = share(panels, w)
+            if b0 < b1 { pg_bf16_pack_a(pa, a, lda, transA ? 1 : 0, m, k, b0 * mr, b1 * mr) }
+            if q0 < q1 { pg_bf16_pack_b(pb, b, ldb, transB ? 1 : 0, k, n, q0, q1) }
+        }
+        let byRows = blocks >= 2 * workers || blocks >= panels
+        parallelFor(workers) { w in
+            if byRows {
+                let (b0, b1) = share(blocks, w)
+                if b0 < b1 { pg_bf16_compute(c, ldc, pa, pb, m, n, k, alpha, beta, b0, b1, 0, panels) }
+            } else {
+                let (q0, q1) = share(panels, w)
+                if q0 < q1 { pg_bf16_compute(c, ldc, pa, pb, m, n, k, alpha, beta, 0, blocks, q0, q1) }
+            }
+        }
+    }
+
+    /// Single-threaded product on the calling thread (tests compare both paths).
+    public static func gemmSerial(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                                  a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float,
+                                  c: UnsafeMutablePointer<Float>, ldc: Int) {
+        pg_sgemm_bf16(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    }
+
+    /// The bf16 value the packing rounds `x` to (round to nearest even; denormals to signed zero; NaN stays NaN).
+    public static func round(_ x: Float) -> Float { pg_bf16_round(x) }
+}
