@@ -59,18 +59,28 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
 
-# Ours, then (when torch, timm and diffusers import) PyTorch on the same shapes in the same run: the ViT presets at
-# 224 px and the diffusion U-Net at 64 px, batch 8, BENCH_THREADS threads each (Tools/bench_torch.py; Python only
-# there). Compare the img/s columns row by row; the CPU model is printed first.
+# Ours, then (when torch, timm and diffusers import) PyTorch on the same shapes in the same run: the CPU config's
+# model (vit_cpu_tiny, 112 px, batch 16), the ViT presets at 224 px and the diffusion U-Net at 64 px, batch 8,
+# BENCH_THREADS threads each (Tools/bench_torch.py; Python only there); on a CPU with AVX512_BF16 the same again in
+# bf16 (ours: --precision bf16; PyTorch: bf16 autocast). Compare the img/s columns row by row; the CPU model is
+# printed first.
 BENCH_THREADS ?= 2
+BENCH_PRECISIONS := fp32 $(shell grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null && echo bf16)
 bench: build
 	@lscpu | grep -m1 "Model name" || true
-	PATCHGUARD_THREADS=$(BENCH_THREADS) $(BIN) bench
+	@for p in $(BENCH_PRECISIONS); do \
+	  echo "== ours, $$p"; \
+	  PATCHGUARD_THREADS=$(BENCH_THREADS) $(BIN) bench --precision $$p --no-unet --arch vit_cpu_tiny --image-size 112 --batch 16 || exit 1; \
+	  PATCHGUARD_THREADS=$(BENCH_THREADS) $(BIN) bench --precision $$p || exit 1; \
+	done
 	@if python3 -c "import torch, timm, diffusers" 2>/dev/null; then \
-	  echo "PyTorch on the same shapes ($(BENCH_THREADS) threads):"; \
-	  python3 Tools/bench_torch.py --threads $(BENCH_THREADS) --archs vit_tiny_patch16_224,vit_small_patch14_dinov2 \
-	    --image-size 224 --batch 8 && \
-	  python3 Tools/bench_torch.py --threads $(BENCH_THREADS) --archs unet_ddpm --image-size 64 --batch 8; \
+	  for p in $(BENCH_PRECISIONS); do \
+	    echo "== PyTorch on the same shapes ($(BENCH_THREADS) threads), $$p"; \
+	    python3 Tools/bench_torch.py --threads $(BENCH_THREADS) --precision $$p --archs vit_cpu_tiny --image-size 112 --batch 16 && \
+	    python3 Tools/bench_torch.py --threads $(BENCH_THREADS) --precision $$p --archs vit_tiny_patch16_224,vit_small_patch14_dinov2 \
+	      --image-size 224 --batch 8 && \
+	    python3 Tools/bench_torch.py --threads $(BENCH_THREADS) --precision $$p --archs unet_ddpm --image-size 64 --batch 8 || exit 1; \
+	  done; \
 	else echo "PyTorch side skipped (torch, timm, diffusers not importable; see Tools/README.md)"; fi
 
 # libFuzzer + ASan: image decoder, safetensors parser, config parser; a minute each by default (Fuzz/run.sh).

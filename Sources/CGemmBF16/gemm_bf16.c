@@ -330,3 +330,21 @@ void pg_sgemm_bf16(int transA, int transB, long m, long n, long k, float alpha, 
     pg_bf16_pack_b(pb, b, ldb, transB, k, n, 0, panels);
     pg_bf16_compute(c, ldc, pa, pb, m, n, k, alpha, beta, 0, blocks, 0, panels);
 }
+
+// GEMM accounting for the benchmark (see gemm_bf16.h): relaxed atomic adds, callers on any thread.
+static uint64_t counted_flops = 0, counted_ns = 0;
+
+void pg_gemm_count_add(uint64_t flops, uint64_t weighted_ns) {
+    __atomic_fetch_add(&counted_flops, flops, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&counted_ns, weighted_ns, __ATOMIC_RELAXED);
+}
+
+void pg_gemm_count_read(uint64_t *flops, uint64_t *weighted_ns) {
+    *flops = __atomic_load_n(&counted_flops, __ATOMIC_RELAXED);
+    *weighted_ns = __atomic_load_n(&counted_ns, __ATOMIC_RELAXED);
+}
+
+void pg_gemm_count_reset(void) {
+    __atomic_store_n(&counted_flops, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&counted_ns, 0, __ATOMIC_RELAXED);
+}

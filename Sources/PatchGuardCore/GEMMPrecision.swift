@@ -109,3 +109,34 @@ public enum BF16GEMM {
     /// The bf16 value the packing rounds `x` to (round to nearest even; denormals to signed zero; NaN stays NaN).
     public static func round(_ x: Float) -> Float { pg_bf16_round(x) }
 }
+
+/// Counts the `Float` GEMMs' FLOPs and time while ``enabled`` (off by default; `patchguard bench` turns it on):
+/// the benchmark's share of a step spent in GEMM and its FLOPs per image. A call's wall time counts in full when
+/// it had the machine (a multi-threaded GEMM from serial code) and 1/`Parallel.threads` of it when it ran on one
+/// of several parallel workers (attention's per-head GEMMs), so the total is comparable to the step's wall time.
+public enum GEMMCounter {
+    public nonisolated(unsafe) static var enabled = false
+
+    public static func reset() { pg_gemm_count_reset() }
+
+    /// FLOPs (2·m·n·k per call) and weighted seconds since the last reset.
+    public static var totals: (flops: Double, seconds: Double) {
+        var f: UInt64 = 0, ns: UInt64 = 0
+        pg_gemm_count_read(&f, &ns)
+        return (Double(f), Double(ns) * 1e-9)
+    }
+
+    @usableFromInline
+    static func now() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+
+    @usableFromInline
+    static func record(since start: UInt64, m: Int, n: Int, k: Int) {
+        let elapsed = now() &- start
+        let shared = Parallel.threads > 1 && OpenBLAS.threadCount == 1
+        pg_gemm_count_add(UInt64(2 * m * n * k), shared ? elapsed / UInt64(Parallel.threads) : elapsed)
+    }
+}

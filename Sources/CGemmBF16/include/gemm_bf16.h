@@ -4,7 +4,7 @@
 // (round to nearest even, the AVX512_BF16 `vcvtneps2bf16` conversion) while they are packed, the products are
 // accumulated in fp32 by `vdpbf16ps` (two bf16 products per fp32 lane per instruction), C is fp32. So the result is
 // exactly Σ_p bf16(a_ip)·bf16(b_pj) summed in fp32, in pairs: the only error beyond fp32 GEMM is the rounding of the
-// inputs to 8 significant bits (relative 2⁻⁹ per input).
+// inputs to 8 significant bits (at most 2⁻⁸ relative per input).
 //
 // Packed layouts (what the microkernel reads):
 //   A: blocks of PG_BF16_MR rows; block r at pa + r·MR·kp (kp = k rounded up to even) holds, for each pair p, the
@@ -54,6 +54,12 @@ void *pg_bf16_thread_scratch(long bytes);
 
 /// The bf16 value (as a float) that the packing rounds x to (round to nearest even; NaN stays NaN). For tests.
 float pg_bf16_round(float x);
+
+/// GEMM accounting (any precision; the benchmark's "share of time in GEMM"): totals of multiply-add FLOPs and of
+/// wall nanoseconds weighted by the share of the machine each call had; atomic, so workers may add concurrently.
+void pg_gemm_count_add(uint64_t flops, uint64_t weighted_ns);
+void pg_gemm_count_read(uint64_t *flops, uint64_t *weighted_ns);
+void pg_gemm_count_reset(void);
 
 #ifdef __cplusplus
 }

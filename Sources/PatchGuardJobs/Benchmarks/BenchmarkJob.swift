@@ -10,7 +10,10 @@ public enum BenchmarkJob {
                            unetChannels: [Int]? = nil,
                            emit: @escaping (String) -> Void) throws {
         if !json { emit(startupLine) }
-        for r in gemm ? GEMMBenchmark.run() : [] {
+        let gemmRows = gemm ? GEMMBenchmark.run() : []
+        // The roofline: img/s if every GEMM FLOP of a step ran at the 1024³ rate and nothing else took time.
+        let peakGFLOPS = gemmRows.first?.gflops
+        for r in gemmRows {
             if json {
                 emit("{\"bench\": \"gemm\", \"name\": \"\(r.name)\", \"m\": \(r.m), \"n\": \(r.n), \"k\": \(r.k), \"gflops\": \(String(format: "%.1f", r.gflops)), \"openblas_core\": \"\(OpenBLAS.coreName)\"}")
             } else {
@@ -21,12 +24,20 @@ public enum BenchmarkJob {
             if !json { emit(String(format: "peak resident memory: %.0f MiB", peakResidentMB())) }
             return
         }
-        if !json { emit("\nViT, batch \(batch), \(imageSize) px (img/s; peak RSS grows monotonically within one process):") }
+        if !json {
+            emit("\nViT, batch \(batch), \(imageSize) px (img/s; GEMM: share of the step's time in GEMMs and their "
+                 + "GFLOP per image; roofline: img/s if all of it ran at the 1024³ GEMM rate above; peak RSS grows "
+                 + "monotonically within one process):")
+        }
         let line = { (row: ViTBenchmark.Row) in
+            let roof = peakGFLOPS.flatMap { p in row.gflopPerImage.map { $0 > 0 ? p / $0 : 0 } }
             emit(json ? row.jsonLine
                       : row.arch.padding(toLength: 28, withPad: " ", startingAt: 0)
                         + row.step.padding(toLength: 12, withPad: " ", startingAt: 0)
-                        + String(format: "%8.2f img/s   peak RSS %6.0f MiB", row.imgPerS, row.peakRSSMB))
+                        + String(format: "%8.2f img/s   GEMM %3.0f%% of %6.2f GFLOP/img", row.imgPerS,
+                                 100 * (row.gemmShare ?? 0), row.gflopPerImage ?? 0)
+                        + (roof.map { String(format: "   roofline %8.2f img/s", $0) } ?? "")
+                        + String(format: "   peak RSS %6.0f MiB", row.peakRSSMB))
         }
         if !archs.isEmpty {
             _ = try ViTBenchmark.run(archs: archs, imageSize: imageSize, batch: batch, minSeconds: seconds, progress: line)

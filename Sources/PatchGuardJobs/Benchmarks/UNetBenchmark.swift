@@ -41,17 +41,8 @@ public enum UNetBenchmark {
             default:
                 throw PatchGuardError.invalidArgument("unknown benchmark step '\(step)'")
             }
-            try iteration()  // warm-up
-            var count = 0
-            let start = Date()
-            repeat {
-                try iteration()
-                count += 1
-            } while count < minIterations || Date().timeIntervalSince(start) < minSeconds
-            let seconds = Date().timeIntervalSince(start) / Double(count)
-            let row = ViTBenchmark.Row(arch: "unet_ddpm", imageSize: imageSize, batch: batch, step: step,
-                                       imgPerS: Double(batch) / seconds, peakRSSMB: peakResidentMB(),
-                                       secPerIter: seconds, iterations: count)
+            let row = try ViTBenchmark.measure(arch: "unet_ddpm", imageSize: imageSize, batch: batch, step: step,
+                                               minSeconds: minSeconds, minIterations: minIterations, iteration)
             rows.append(row)
             progress?(row)
         }

@@ -26,17 +26,46 @@ public enum ViTBenchmark {
         public let peakRSSMB: Double
         public let secPerIter: Double
         public let iterations: Int
+        /// Share of the step's wall time spent in GEMMs (``GEMMCounter``), and the GEMM FLOPs per image.
+        public var gemmShare: Double? = nil
+        public var gflopPerImage: Double? = nil
+        /// `"fp32"` or `"bf16"` (``GEMMPrecision``).
+        public var precision: String? = nil
 
         enum CodingKeys: String, CodingKey {
             case arch, imageSize = "image_size", batch, step, imgPerS = "img_per_s", peakRSSMB = "peak_rss_mb"
-            case secPerIter = "sec_per_iter", iterations = "iters"
+            case secPerIter = "sec_per_iter", iterations = "iters", gemmShare = "gemm_share"
+            case gflopPerImage = "gemm_gflop_per_image", precision
         }
 
         /// One JSON object, the same keys as `Tools/bench_torch.py` (`impl: "swift"`).
         public var jsonLine: String {
-            String(format: #"{"impl": "swift", "arch": "%@", "image_size": %d, "batch": %d, "step": "%@", "img_per_s": %.3f, "peak_rss_mb": %.1f, "sec_per_iter": %.4f, "iters": %d}"#,
-                   arch, imageSize, batch, step, imgPerS, peakRSSMB, secPerIter, iterations)
+            String(format: #"{"impl": "swift", "arch": "%@", "image_size": %d, "batch": %d, "step": "%@", "img_per_s": %.3f, "peak_rss_mb": %.1f, "sec_per_iter": %.4f, "iters": %d, "gemm_share": %.3f, "gemm_gflop_per_image": %.3f, "precision": "%@"}"#,
+                   arch, imageSize, batch, step, imgPerS, peakRSSMB, secPerIter, iterations, gemmShare ?? 0,
+                   gflopPerImage ?? 0, precision ?? GEMMPrecision.current.rawValue)
         }
+    }
+
+    /// Times `iteration` (one warm-up, then until `minSeconds` and `minIterations`) with the GEMM counter on.
+    static func measure(arch: String, imageSize: Int, batch: Int, step: String, minSeconds: Double,
+                        minIterations: Int, _ iteration: () throws -> Void) throws -> Row {
+        try iteration()  // warm-up
+        GEMMCounter.enabled = true
+        GEMMCounter.reset()
+        defer { GEMMCounter.enabled = false }
+        var count = 0
+        let start = Date()
+        repeat {
+            try iteration()
+            count += 1
+        } while count < minIterations || Date().timeIntervalSince(start) < minSeconds
+        let total = Date().timeIntervalSince(start)
+        let gemm = GEMMCounter.totals
+        let seconds = total / Double(count)
+        return Row(arch: arch, imageSize: imageSize, batch: batch, step: step, imgPerS: Double(batch) / seconds,
+                   peakRSSMB: peakResidentMB(), secPerIter: seconds, iterations: count,
+                   gemmShare: min(1, gemm.seconds / total), gflopPerImage: gemm.flops / 1e9 / Double(count * batch),
+                   precision: GEMMPrecision.current.rawValue)
     }
 
     public static let defaultArchs = ["vit_tiny_patch16_224", "vit_small_patch14_dinov2"]
@@ -79,17 +108,8 @@ public enum ViTBenchmark {
                                            dImage: dImage.data)
                     }
                 }
-                try iteration()  // warm-up
-                var count = 0
-                let start = Date()
-                repeat {
-                    try iteration()
-                    count += 1
-                } while count < minIterations || Date().timeIntervalSince(start) < minSeconds
-                let seconds = Date().timeIntervalSince(start) / Double(count)
-                let row = Row(arch: arch, imageSize: imageSize, batch: batch, step: step,
-                              imgPerS: Double(batch) / seconds, peakRSSMB: peakResidentMB(), secPerIter: seconds,
-                              iterations: count)
+                let row = try measure(arch: arch, imageSize: imageSize, batch: batch, step: step,
+                                      minSeconds: minSeconds, minIterations: minIterations, iteration)
                 rows.append(row)
                 progress?(row)
             }
