@@ -25,7 +25,8 @@ public enum GEMMPrecision {
         if precision == .bf16 && !bf16Supported {
             throw PatchGuardError.invalidArgument(
                 "precision bf16 needs a CPU with AVX512_BF16 (AMD Zen 4 or later, Intel Cooper Lake, Sapphire Rapids "
-                    + "or later); this one (\(cpuModelName)) has none — use model.precision \"fp32\" (the default)")
+                    + "or later); this one (\(cpuModelName)) has none — use --precision fp32 (or model.precision \"fp32\", the "
+                    + "default; a model trained in bf16 runs in fp32 unchanged)")
         }
         current = precision
     }
