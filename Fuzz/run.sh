@@ -29,13 +29,14 @@ mkdir -p "$OUT"
 swift build --scratch-path "$OUT/spm" --target PatchGuardJobs \
   -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address 2>&1 | grep -v "^\[" || true
 BIN="$OUT/spm/debug"
-OBJS=$(find "$BIN"/{PatchGuardCore,PatchGuardImage,PatchGuardMetrics,PatchGuardKernels,PatchGuardNN,PatchGuardData,PatchGuardMethod,PatchGuardJobs,RealModule,ComplexModule,Numerics,CImageCodecs,CVectorMath}.build -name '*.o' | sort)
+OBJS=$(find "$BIN"/{PatchGuardCore,PatchGuardImage,PatchGuardMetrics,PatchGuardKernels,PatchGuardNN,PatchGuardData,PatchGuardMethod,PatchGuardJobs,RealModule,ComplexModule,Numerics,CImageCodecs,CVectorMath,CGemmBF16}.build -name '*.o' | sort)
 for h in safetensors config; do
   src=Fuzz/SafeTensorsFuzz.swift; [ "$h" = config ] && src=Fuzz/ConfigFuzz.swift
   swiftc -g -sanitize=fuzzer,address -parse-as-library -use-ld=lld -I "$BIN/Modules" \
     -Xcc -fmodule-map-file=Sources/CBLAS/module.modulemap \
     -Xcc -fmodule-map-file="$BIN/CImageCodecs.build/module.modulemap" -Xcc -ISources/CImageCodecs/include \
     -Xcc -fmodule-map-file="$BIN/CVectorMath.build/module.modulemap" -Xcc -ISources/CVectorMath/include \
+    -Xcc -fmodule-map-file="$BIN/CGemmBF16.build/module.modulemap" -Xcc -ISources/CGemmBF16/include \
     -Xcc -fmodule-map-file="$OUT/spm/checkouts/swift-numerics/Sources/_NumericsShims/include/module.modulemap" \
     "$src" $OBJS -lopenblas -lpng -ljpeg -o "$OUT/fuzz-$h" 2>&1 | grep -v "Cannot export local symbol" || true
 done

@@ -6,14 +6,16 @@ import Testing
 /// Parity with diffusers: the fixture (Tools/make_unet_fixture.py) holds a tiny `diffusers.UNet2DModel`'s
 /// parameters under diffusers' names, an input, two timesteps, its output and the gradients of L = Σ r·output
 /// w.r.t. the input and every parameter, computed by PyTorch in float64 (the sinusoidal embedding too). Our Double
-/// U-Net must match to 1e-10 relative, our Float U-Net to 1e-4; any mismatch fails the test.
+/// U-Net must match to 1e-10 relative, our Float U-Net to 3e-4; any mismatch fails the test. (Float: the attention
+/// parameter gradients are sums over every pixel with cancellation, and their fp32 rounding depends on OpenBLAS's
+/// kernels: under 1e-4 with the AVX2 "Haswell" kernels, 1.2e-4 with the AVX-512 "Cooperlake" ones on Zen 4.)
 @Suite("diffusers parity")
 struct UNet2DParityTests {
     static let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("Fixtures/unet_tiny.safetensors").path
 
     @Test func double() throws { try check(Double.self, rtol: 1e-10) }
-    @Test func float() throws { try check(Float.self, rtol: 1e-4) }
+    @Test func float() throws { try check(Float.self, rtol: 3e-4) }
 
     /// The fixture's own config (diffusers' keys, read by `UNet2DConfig`'s decoder).
     @Test func configFromMetadata() throws {
