@@ -89,6 +89,30 @@ static void silu_backward_scalar(float *dx, const float *dout, const float *x, l
     }
 }
 
+// LayerNorm over one row of c values: mean, biased variance, rstd = 1/sqrt(var + eps); y = (x - mean)·rstd·w + b.
+static void layernorm_forward_scalar(float *y, float *mean, float *rstd, const float *x, const float *w,
+                                     const float *b, long c, float eps) {
+    float s = 0;
+    for (long i = 0; i < c; i++) s += x[i];
+    float m = s / (float)c, v = 0;
+    for (long i = 0; i < c; i++) { float d = x[i] - m; v += d * d; }
+    float rs = 1.0f / sqrtf(v / (float)c + eps);
+    for (long i = 0; i < c; i++) y[i] = (x[i] - m) * rs * w[i] + b[i];
+    *mean = m; *rstd = rs;
+}
+
+// dx += rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dout·w, x̂ = (x − mean)·rstd.
+static void layernorm_backward_scalar(float *dx, const float *dout, const float *x, const float *w, float m,
+                                      float rs, long c) {
+    float gm = 0, gxm = 0;
+    for (long i = 0; i < c; i++) { float g = dout[i] * w[i]; gm += g; gxm += g * (x[i] - m) * rs; }
+    gm /= (float)c; gxm /= (float)c;
+    for (long i = 0; i < c; i++) {
+        float g = dout[i] * w[i], xh = (x[i] - m) * rs;
+        dx[i] += rs * (g - gm - xh * gxm);
+    }
+}
+
 static void exp_array_scalar(float *out, const float *x, long n) {
     for (long i = 0; i < n; i++) out[i] = exp_scalar(x[i]);
 }
@@ -257,6 +281,57 @@ PG_AVX2 static void silu_backward_avx2(float *dx, const float *dout, const float
 }
 PG_AVX2 static void exp_array_avx2(float *out, const float *x, long n) { map_avx2(out, x, n, exp256); }
 
+// LayerNorm rows with 8-lane partial sums (the reductions are what the baseline Swift loop serialises).
+PG_AVX2 static void layernorm_forward_avx2(float *y, float *mean, float *rstd, const float *x, const float *w,
+                                           const float *b, long c, float eps) {
+    long n8 = c & ~7L;
+    __m256 acc = _mm256_setzero_ps();
+    for (long i = 0; i < n8; i += 8) acc = _mm256_add_ps(acc, _mm256_loadu_ps(x + i));
+    float s = hsum256(acc);
+    for (long i = n8; i < c; i++) s += x[i];
+    float m = s / (float)c;
+    __m256 vm = _mm256_set1_ps(m);
+    acc = _mm256_setzero_ps();
+    for (long i = 0; i < n8; i += 8) { __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm); acc = _mm256_fmadd_ps(d, d, acc); }
+    float v = hsum256(acc);
+    for (long i = n8; i < c; i++) { float d = x[i] - m; v += d * d; }
+    float rs = 1.0f / sqrtf(v / (float)c + eps);
+    __m256 vr = _mm256_set1_ps(rs);
+    for (long i = 0; i < n8; i += 8) {
+        __m256 xh = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vr);
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(xh, _mm256_loadu_ps(w + i), _mm256_loadu_ps(b + i)));
+    }
+    for (long i = n8; i < c; i++) y[i] = (x[i] - m) * rs * w[i] + b[i];
+    *mean = m; *rstd = rs;
+}
+
+PG_AVX2 static void layernorm_backward_avx2(float *dx, const float *dout, const float *x, const float *w, float m,
+                                            float rs, long c) {
+    long n8 = c & ~7L;
+    __m256 vm = _mm256_set1_ps(m), vr = _mm256_set1_ps(rs);
+    __m256 ag = _mm256_setzero_ps(), agx = _mm256_setzero_ps();
+    for (long i = 0; i < n8; i += 8) {
+        __m256 g = _mm256_mul_ps(_mm256_loadu_ps(dout + i), _mm256_loadu_ps(w + i));
+        __m256 xh = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vr);
+        ag = _mm256_add_ps(ag, g);
+        agx = _mm256_fmadd_ps(g, xh, agx);
+    }
+    float gm = hsum256(ag), gxm = hsum256(agx);
+    for (long i = n8; i < c; i++) { float g = dout[i] * w[i]; gm += g; gxm += g * (x[i] - m) * rs; }
+    gm /= (float)c; gxm /= (float)c;
+    __m256 vgm = _mm256_set1_ps(gm), vgxm = _mm256_set1_ps(gxm);
+    for (long i = 0; i < n8; i += 8) {
+        __m256 g = _mm256_mul_ps(_mm256_loadu_ps(dout + i), _mm256_loadu_ps(w + i));
+        __m256 xh = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vr);
+        __m256 t = _mm256_sub_ps(_mm256_sub_ps(g, vgm), _mm256_mul_ps(xh, vgxm));
+        _mm256_storeu_ps(dx + i, _mm256_fmadd_ps(vr, t, _mm256_loadu_ps(dx + i)));
+    }
+    for (long i = n8; i < c; i++) {
+        float g = dout[i] * w[i], xh = (x[i] - m) * rs;
+        dx[i] += rs * (g - gm - xh * gxm);
+    }
+}
+
 static int detect_avx2(void) {
     const char *force = getenv("PATCHGUARD_VECMATH");
     if (force && strcmp(force, "scalar") == 0) return 0;
@@ -348,3 +423,31 @@ void pg_gelu_backward(float *dx, const float *dout, const float *x, long n) {
 }
 
 void pg_exp(float *out, const float *x, long n) { pg_exp_using(pg_vecmath_avx2(), out, x, n); }
+
+void pg_layernorm_forward_row_using(int avx2, float *y, float *mean, float *rstd, const float *x, const float *w,
+                                    const float *b, long c, float eps) {
+    if (c <= 0) return;
+#if PG_HAVE_AVX2_PATH
+    if (avx2 && pg_vecmath_avx2()) { layernorm_forward_avx2(y, mean, rstd, x, w, b, c, eps); return; }
+#endif
+    layernorm_forward_scalar(y, mean, rstd, x, w, b, c, eps);
+}
+
+void pg_layernorm_backward_row_using(int avx2, float *dx, const float *dout, const float *x, const float *w,
+                                     float mean, float rstd, long c) {
+    if (c <= 0) return;
+#if PG_HAVE_AVX2_PATH
+    if (avx2 && pg_vecmath_avx2()) { layernorm_backward_avx2(dx, dout, x, w, mean, rstd, c); return; }
+#endif
+    layernorm_backward_scalar(dx, dout, x, w, mean, rstd, c);
+}
+
+void pg_layernorm_forward_row(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b,
+                              long c, float eps) {
+    pg_layernorm_forward_row_using(pg_vecmath_avx2(), y, mean, rstd, x, w, b, c, eps);
+}
+
+void pg_layernorm_backward_row(float *dx, const float *dout, const float *x, const float *w, float mean,
+                               float rstd, long c) {
+    pg_layernorm_backward_row_using(pg_vecmath_avx2(), dx, dout, x, w, mean, rstd, c);
+}

@@ -98,6 +98,49 @@ import PatchGuardCore
         }
     }
 
+    /// LayerNorm rows, forward (y, mean, rstd) and backward (dx added into), against Double on both paths, for
+    /// every tail length and a row with a large offset (x = 1000 + noise: the two-pass variance keeps it exact).
+    @Test func layerNormRowsMatchDouble() {
+        var rng = SeededRNG(seed: 17)
+        for c in [1, 2, 7, 8, 9, 15, 16, 17, 64, 129, 384] {
+            // The offset row only where c ≥ 8: with two or three values that happen to lie close together rstd is
+            // large and x − mean's rounding at 1000 (ulp 6e-5) is amplified by it, in Double's reference as well.
+            for offset in c >= 8 ? [0.0, 1000.0] : [0.0] {
+                let x = (0..<c).map { _ in Float(offset + rng.normal()) }
+                let w = (0..<c).map { _ in Float(1 + 0.3 * rng.normal()) }
+                let b = (0..<c).map { _ in Float(0.2 * rng.normal()) }
+                let dout = (0..<c).map { _ in Float(rng.normal()) }
+                let dx0 = (0..<c).map { _ in Float(rng.normal()) }
+                let xd = x.map(Double.init)
+                let m = xd.reduce(0, +) / Double(c)
+                let v = xd.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(c)
+                let rs = 1 / (v + 1e-6).squareRoot()
+                let xh = xd.map { ($0 - m) * rs }
+                let g = (0..<c).map { Double(dout[$0]) * Double(w[$0]) }
+                let gm = g.reduce(0, +) / Double(c)
+                let gxm = (0..<c).map { g[$0] * xh[$0] }.reduce(0, +) / Double(c)
+                for path in paths {
+                    var y = [Float](repeating: .nan, count: c)
+                    var mean: Float = .nan, rstd: Float = .nan
+                    pg_layernorm_forward_row_using(path, &y, &mean, &rstd, x, w, b, c, 1e-6)
+                    #expect(abs(Double(mean) - m) <= 1e-6 * (abs(m) + 1), "path \(path) c \(c): mean \(mean) vs \(m)")
+                    #expect(abs(Double(rstd) - rs) <= 2e-4 * rs, "path \(path) c \(c): rstd \(rstd) vs \(rs)")
+                    let yTol = offset == 0 ? 1e-5 : 2e-3  // x − mean loses log2(1000) bits of x's float rounding
+                    for i in 0..<c {
+                        let ref = xh[i] * Double(w[i]) + Double(b[i])
+                        #expect(abs(Double(y[i]) - ref) <= yTol * (abs(ref) + 1), "path \(path) c \(c) y[\(i)]")
+                    }
+                    var dx = dx0
+                    pg_layernorm_backward_row_using(path, &dx, dout, x, w, mean, rstd, c)
+                    for i in 0..<c {
+                        let ref = Double(dx0[i]) + rs * (g[i] - gm - xh[i] * gxm)
+                        #expect(abs(Double(dx[i]) - ref) <= yTol * (abs(ref) + 1), "path \(path) c \(c) dx[\(i)]")
+                    }
+                }
+            }
+        }
+    }
+
     @Test func bothPathsAgreeClosely() {
         guard pg_vecmath_avx2() == 1 else { return }  // one path only on this CPU: nothing to compare
         var rng = SeededRNG(seed: 11)

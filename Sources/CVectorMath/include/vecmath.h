@@ -1,4 +1,4 @@
-// Float element-wise kernels (softmax rows, GELU, SiLU, exp) with a runtime-dispatched AVX2 + FMA path (x86-64 CPUs that have both) and a
+// Float element-wise kernels (softmax rows, GELU, SiLU, exp, LayerNorm rows) with a runtime-dispatched AVX2 + FMA path (x86-64 CPUs that have both) and a
 // portable scalar path (every other CPU; the same formulas). The Swift code is compiled for the x86-64 baseline
 // (SSE2, 4 lanes, no FMA), so these loops are where 8-lane FMA code pays: softmax rows and GELU are the largest
 // costs outside GEMM in a ViT step (README, "Performance notes").
@@ -36,6 +36,15 @@ void pg_silu_backward(float *dx, const float *dout, const float *x, long n);
 /// out[i] = exp(x[i]) (the formula above); for tests.
 void pg_exp(float *out, const float *x, long n);
 
+/// LayerNorm of one row of c ≥ 1 values: *mean, *rstd = 1/√(biased variance + eps), y = (x − mean)·rstd·w + b
+/// (the reductions in 8 partial sums on the AVX2 path).
+void pg_layernorm_forward_row(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b,
+                              long c, float eps);
+
+/// dx[i] += rstd·(g_i − mean(g) − x̂_i·mean(g·x̂)), g = dout·w, x̂ = (x − mean)·rstd, over one row of c values.
+void pg_layernorm_backward_row(float *dx, const float *dout, const float *x, const float *w, float mean,
+                               float rstd, long c);
+
 /// The same four with the path chosen by the caller (avx2 = 1 only where pg_vecmath_avx2() is 1): tests compare
 /// both paths on one machine.
 void pg_softmax_row_using(int avx2, float *out, const float *x, long n, float scale);
@@ -44,6 +53,10 @@ void pg_gelu_backward_using(int avx2, float *dx, const float *dout, const float 
 void pg_exp_using(int avx2, float *out, const float *x, long n);
 void pg_silu_forward_using(int avx2, float *out, const float *x, long n);
 void pg_silu_backward_using(int avx2, float *dx, const float *dout, const float *x, long n);
+void pg_layernorm_forward_row_using(int avx2, float *y, float *mean, float *rstd, const float *x, const float *w,
+                                    const float *b, long c, float eps);
+void pg_layernorm_backward_row_using(int avx2, float *dx, const float *dout, const float *x, const float *w,
+                                     float mean, float rstd, long c);
 
 #ifdef __cplusplus
 }
