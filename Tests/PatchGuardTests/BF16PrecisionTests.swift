@@ -141,6 +141,28 @@ import PatchGuardData
         #expect(fp32.clean.imageAUROC! > 0.5, "the trained model must detect something for the comparison to mean anything")
     }
 
+    /// A checkpoint whose stored config says bf16 is used in fp32 unless the job asks for bf16 (so it runs on any
+    /// CPU); `--set`/`--precision` and a config file that states the key both choose it. Runs on every CPU: the
+    /// training here does not switch the precision (only the CLI's run set-up does), it just stores the key.
+    @Test func storedPrecisionIsNotInheritedFromTheCheckpoint() throws {
+        var config = try TrainingTests.tinyJob()
+        config.train.epochs = 1
+        config.model.precision = .bf16
+        let run = try RunDirectory(path: TrainingTests.tempDir("bf16-stored"), command: "train")
+        try run.writeConfig(config)
+        let checkpoint = try Trainer(config: config, run: run).train().checkpoint
+        #expect(try EvaluationJob(checkpoint: checkpoint).config.model.precision == .fp32)
+        #expect(try EvaluationJob(checkpoint: checkpoint, overrides: ["model.precision=bf16"]).config.model.precision
+                    == .bf16)
+        let file = TrainingTests.tempDir("bf16-file") + "/job.json"
+        try #"{"model": {"precision": "bf16"}}"#.write(toFile: file, atomically: true, encoding: .utf8)
+        #expect(try EvaluationJob(checkpoint: checkpoint, configPath: file).config.model.precision == .bf16)
+        #expect(try PredictJob(checkpoint: checkpoint, inputs: [root(config)], threshold: nil, attack: nil,
+                               batchSize: nil, seed: nil).config.model.precision == .fp32)
+    }
+
+    func root(_ config: JobConfig) -> String { config.data.root }
+
     /// `model.precision` is a config key like any other; an unknown value names key and allowed values.
     @Test func precisionIsAConfigKey() throws {
         let c = try JobConfig.load(path: nil, overrides: ["model.precision=bf16"])

@@ -21,7 +21,11 @@ extension EvaluationJob {
                     ["\(checkpoint) has no stored config (an old checkpoint); the model is built from \(used)"])
         }
         let source = "\(checkpoint) (stored config)"
-        let trained = try JobConfig.tree(json: Data(stored.utf8), source: source).merged
+        // `model.precision` is how a job computes, not what the model is: a checkpoint trained in bf16 is used in
+        // fp32 (the default) unless the user asks for bf16, so it also runs on a CPU without AVX512_BF16.
+        let trained = replacing(["model", "precision"],
+                                in: try JobConfig.tree(json: Data(stored.utf8), source: source).merged,
+                                from: JobConfig.defaultsTree)
         var tree = trained
         if let configPath {
             let file = try JobConfig.fileTree(path: configPath)
@@ -34,6 +38,7 @@ extension EvaluationJob {
             tree = try StrictConfig.merge(file.user, over: trained, source: configPath)
             for section in ["model", "train"] { tree = replacing([section], in: tree, from: trained) }
             tree = replacing(["data", "image_size"], in: tree, from: trained)
+            tree = replacing(["model", "precision"], in: tree, from: file.user)  // the file's, when it states one
         }
         for assignment in overrides {
             let patched = try StrictConfig.applyOverride(assignment, to: trained, schema: JobConfig.defaultsTree)
