@@ -74,6 +74,15 @@ PG_TGT PG_INLINE __m256i cvt16(const float *x, long count) {
     return (__m256i)_mm512_cvtneps_pbh(v);
 }
 
+// Two rows of 16 bf16 (row 2p and row 2p+1 of the same 16 columns) → their 16 pair words, low half from r0:
+// *first = words 0–7, *second = words 8–15.
+PG_TGT PG_INLINE void interleave_pairs(__m256i r0, __m256i r1, __m256i *first, __m256i *second) {
+    __m256i lo = _mm256_unpacklo_epi16(r0, r1);   // columns 0–3 | 8–11
+    __m256i hi = _mm256_unpackhi_epi16(r0, r1);   // columns 4–7 | 12–15
+    *first = _mm256_permute2x128_si256(lo, hi, 0x20);
+    *second = _mm256_permute2x128_si256(lo, hi, 0x31);
+}
+
 // 8×8 transpose of 32-bit words: in[r] holds words (r, 0…7); out[w] gets words (0…7, w).
 PG_TGT PG_INLINE void transpose8(__m256 in[8], __m256 out[8]) {
     __m256 t0 = _mm256_unpacklo_ps(in[0], in[1]), t1 = _mm256_unpackhi_ps(in[0], in[1]);
@@ -137,10 +146,11 @@ PG_TGT static void pack_a_transposed(uint16_t *pa, const float *a, long lda, lon
             if (valid < 0) valid = 0;
             __m256i r0 = valid > 0 ? cvt16(s0 + i0, valid) : zero;
             __m256i r1 = valid > 0 && s1 ? cvt16(s1 + i0, valid) : zero;
-            __m256i lo = _mm256_unpacklo_epi16(r0, r1), hi = _mm256_unpackhi_epi16(r0, r1);
+            __m256i w0, w1;
+            interleave_pairs(r0, r1, &w0, &w1);
             uint32_t *d = (uint32_t *)(pa + i0 * kp) + p * PG_BF16_MR;
-            _mm256_storeu_si256((__m256i *)d, _mm256_permute2x128_si256(lo, hi, 0x20));
-            _mm_storeu_si128((__m128i *)(d + 8), _mm256_castsi256_si128(_mm256_permute2x128_si256(lo, hi, 0x31)));
+            _mm256_storeu_si256((__m256i *)d, w0);
+            _mm_storeu_si128((__m128i *)(d + 8), _mm256_castsi256_si128(w1));
         }
     }
 }
@@ -160,10 +170,10 @@ PG_TGT static void pack_b_rows(uint32_t *pb, const float *b, long ldb, long k, l
                 if (cnt <= 0) { _mm512_storeu_si512(dst, _mm512_setzero_si512()); continue; }
                 __m256i r0 = cvt16(b + (2 * p) * ldb + j0, cnt);
                 __m256i r1 = 2 * p + 1 < k ? cvt16(b + (2 * p + 1) * ldb + j0, cnt) : zero;
-                __m256i lo = _mm256_unpacklo_epi16(r0, r1);   // columns 0–3 | 8–11
-                __m256i hi = _mm256_unpackhi_epi16(r0, r1);   // columns 4–7 | 12–15
-                _mm256_storeu_si256((__m256i *)dst, _mm256_permute2x128_si256(lo, hi, 0x20));
-                _mm256_storeu_si256((__m256i *)(dst + 8), _mm256_permute2x128_si256(lo, hi, 0x31));
+                __m256i w0, w1;
+                interleave_pairs(r0, r1, &w0, &w1);
+                _mm256_storeu_si256((__m256i *)dst, w0);
+                _mm256_storeu_si256((__m256i *)(dst + 8), w1);
             }
         }
     }
@@ -314,17 +324,21 @@ static void *scratch_for(size_t bytes) {
     return scratch;
 }
 
-void *pg_bf16_thread_scratch(long bytes) { return bytes < 0 ? NULL : scratch_for((size_t)bytes); }
+int pg_bf16_scratch_operands(long m, long n, long k, uint16_t **pa, uint32_t **pb) {
+    size_t abytes = ((size_t)pg_bf16_packed_a_count(m, k) * 2 + 63) & ~(size_t)63;
+    char *buf = scratch_for(abytes + (size_t)pg_bf16_packed_b_count(k, n) * 4 + 64);
+    if (!buf) return 0;
+    *pa = (uint16_t *)buf;
+    *pb = (uint32_t *)(buf + abytes);
+    return 1;
+}
 
 void pg_sgemm_bf16(int transA, int transB, long m, long n, long k, float alpha, const float *a, long lda,
                    const float *b, long ldb, float beta, float *c, long ldc) {
     if (m <= 0 || n <= 0) return;
-    long na = pg_bf16_packed_a_count(m, k), nb = pg_bf16_packed_b_count(k, n);
-    size_t abytes = ((size_t)na * 2 + 63) & ~(size_t)63;
-    char *buf = scratch_for(abytes + (size_t)nb * 4 + 64);
-    if (!buf) abort();  // out of memory for a few MiB of scratch: nothing sensible is left to do
-    uint16_t *pa = (uint16_t *)buf;
-    uint32_t *pb = (uint32_t *)(buf + abytes);
+    uint16_t *pa;
+    uint32_t *pb;
+    if (!pg_bf16_scratch_operands(m, n, k, &pa, &pb)) abort();  // out of memory for a few MiB of scratch
     long blocks = (m + PG_BF16_MR - 1) / PG_BF16_MR, panels = (n + PG_BF16_NR - 1) / PG_BF16_NR;
     pg_bf16_pack_a(pa, a, lda, transA, m, k, 0, blocks * PG_BF16_MR);
     pg_bf16_pack_b(pb, b, ldb, transB, k, n, 0, panels);

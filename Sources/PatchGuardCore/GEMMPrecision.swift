@@ -40,15 +40,7 @@ public enum GEMMPrecision {
     }
 
     /// The CPU's model name from /proc/cpuinfo ("unknown CPU" elsewhere).
-    public static var cpuModelName: String {
-        let text = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        for line in text.split(separator: "\n") where line.hasPrefix("model name") {
-            if let colon = line.firstIndex(of: ":") {
-                return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            }
-        }
-        return "unknown CPU"
-    }
+    public static var cpuModelName: String { OpenBLAS.cpuinfoField("model name") ?? "unknown CPU" }
 }
 
 /// Row-major `C = alpha·op(A)·op(B) + beta·C` in bf16 with fp32 accumulation (the C target `CGemmBF16`).
@@ -74,14 +66,11 @@ public enum BF16GEMM {
             pg_sgemm_bf16(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return
         }
-        let na = pg_bf16_packed_a_count(m, k), nb = pg_bf16_packed_b_count(k, n)
-        let aBytes = (na * 2 + 63) & ~63
-        guard let raw = pg_bf16_thread_scratch(aBytes + nb * 4 + 64) else {
+        var packedA: UnsafeMutablePointer<UInt16>?, packedB: UnsafeMutablePointer<UInt32>?
+        guard pg_bf16_scratch_operands(m, n, k, &packedA, &packedB) != 0, let pa = packedA, let pb = packedB else {
             pg_sgemm_bf16(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return
         }
-        let pa = raw.bindMemory(to: UInt16.self, capacity: na)
-        let pb = (raw + aBytes).bindMemory(to: UInt32.self, capacity: nb)
         func share(_ total: Int, _ w: Int) -> (Int, Int) { (total * w / workers, total * (w + 1) / workers) }
         parallelFor(workers) { w in
             let (b0, b1) = share(blocks, w), (q0, q1) = share(panels, w)

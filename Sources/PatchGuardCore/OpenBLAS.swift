@@ -37,13 +37,19 @@ public enum OpenBLAS {
 
     /// The CPU's feature flags from /proc/cpuinfo (Linux); empty elsewhere.
     public static func cpuFlags(cpuinfo: String? = nil) -> Set<String> {
+        Set((cpuinfoField("flags", cpuinfo: cpuinfo) ?? "").split(separator: " ").map(String.init))
+    }
+
+    /// The value after the colon of the first /proc/cpuinfo line that starts with `key` (e.g. "flags",
+    /// "model name"), trimmed; nil when there is none (or no /proc/cpuinfo).
+    public static func cpuinfoField(_ key: String, cpuinfo: String? = nil) -> String? {
         let text = cpuinfo ?? (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        for line in text.split(separator: "\n") where line.hasPrefix("flags") {
+        for line in text.split(separator: "\n") where line.hasPrefix(key) {
             if let colon = line.firstIndex(of: ":") {
-                return Set(line[line.index(after: colon)...].split(separator: " ").map(String.init))
+                return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
             }
         }
-        return []
+        return nil
     }
 
     /// The best core type the CPU supports, from its flags; nil when none is better than OpenBLAS's own choice.

@@ -48,9 +48,10 @@ void pg_bf16_compute(float *c, long ldc, const uint16_t *pa, const uint32_t *pb,
 void pg_sgemm_bf16(int transA, int transB, long m, long n, long k, float alpha, const float *a, long lda,
                    const float *b, long ldb, float beta, float *c, long ldc);
 
-/// The calling thread's scratch of at least `bytes` bytes (64-byte aligned; NULL when out of memory). The same
+/// Room for the packed operands of an m×n×k product in the calling thread's scratch (64-byte aligned): *pa for
+/// pg_bf16_packed_a_count(m, k) values, *pb for pg_bf16_packed_b_count(k, n) words; 0 when out of memory. The same
 /// buffer pg_sgemm_bf16 uses on this thread: the caller must not hold it across such a call.
-void *pg_bf16_thread_scratch(long bytes);
+int pg_bf16_scratch_operands(long m, long n, long k, uint16_t **pa, uint32_t **pb);
 
 /// The bf16 value (as a float) that the packing rounds x to (round to nearest even; NaN stays NaN). For tests.
 float pg_bf16_round(float x);
