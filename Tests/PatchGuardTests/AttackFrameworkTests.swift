@@ -301,6 +301,27 @@ final class NoisyDetector: PatchDetector {
         #expect(result.report.attacks.allSatisfy { ($0.imageStepsPerSecond ?? 0) > 0 })
     }
 
+    /// An attack at 2/255 is also an attack at 8/255 (its ball lies inside): the 8/255 worst case covers it, so a
+    /// weak attack at the larger budget cannot report more robustness than the smaller budget's already refuted;
+    /// the 2/255 row does not take the 8/255 attack, and another norm's attacks stay apart.
+    @Test func worstCaseAtALargerBudgetCoversTheSmallerBudgetsAttacks() throws {
+        let samples = evalTestSet(normal: 6, anomalous: 6, seed: 17)
+        let strong = AttackSpec(epsilon: 2.0 / 255, steps: 10, target: .imageTopK)
+        let weak = AttackSpec(epsilon: 8.0 / 255, steps: 1, alpha: 0.1 / 255, target: .imageTopK)
+        let l2 = AttackSpec(epsilon: 0.01, steps: 5, target: .imageTopK, norm: .l2)
+        let result = try evaluate(EvalBrightnessDetector(), samples, [weak, strong, l2])
+        let rows = result.report.worstCase
+        #expect(rows.count == 3 && rows.map(\.epsilon) == [8.0 / 255, 2.0 / 255, 0.01])
+        #expect(rows[0].attacks == [weak.label, strong.label] && rows[1].attacks == [strong.label])
+        #expect(rows[2].attacks == [l2.label])
+        let weakAUROC = try #require(result.report.attacks[0].metrics.imageAUROC)
+        let strongAUROC = try #require(result.report.attacks[1].metrics.imageAUROC)
+        let worst8 = try #require(rows[0].metrics.imageAUROC), worst2 = try #require(rows[1].metrics.imageAUROC)
+        #expect(strongAUROC < weakAUROC - 0.05, "the test needs a weak 8/255 attack: \(weakAUROC) vs \(strongAUROC)")
+        #expect(worst8 <= strongAUROC + 1e-12 && worst8 <= worst2 + 1e-12)
+        #expect(worst2 == strongAUROC)
+    }
+
     @Test func suiteExpandsAndTheCommandLineBuildsBudgets() throws {
         let suite = AttackSpec(name: .suite, epsilon: 0.2, steps: 100, norm: .l2, restarts: 2).expanded()
         #expect(suite.map(\.name) == [.apgd, .apgd, .apgd, .pgd])

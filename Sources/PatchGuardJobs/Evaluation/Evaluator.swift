@@ -262,22 +262,21 @@ public final class Evaluator {
         }
 
         // Worst case per budget (norm, ε), in order of first appearance: per image the most harmful score and map
-        // so far (starting from the clean ones: δ = 0 is in every ball).
+        // so far (starting from the clean ones: δ = 0 is in every ball). An attack at a smaller ε of the same norm
+        // counts at every larger budget too (its ball lies inside theirs): a weak attack at the larger ε cannot
+        // report more robustness than the smaller budget's attack already refuted.
         struct Worst {
             var norm: AttackNorm, epsilon: Double, labels: [String] = []
             var scores: [Float] = [], maps: [[Float]] = [], damage: [Double] = []
         }
         var budgets = [Worst]()
-        var budgetOf = [Int]()
-        for a in attacks {
-            if let j = budgets.firstIndex(where: { $0.norm == a.norm && $0.epsilon == a.epsilon }) {
-                budgetOf.append(j)
-            } else {
-                budgetOf.append(budgets.count)
-                budgets.append(Worst(norm: a.norm, epsilon: a.epsilon))
-            }
-            budgets[budgetOf.last!].labels.append(a.label)
+        for a in attacks where !budgets.contains(where: { $0.norm == a.norm && $0.epsilon == a.epsilon }) {
+            budgets.append(Worst(norm: a.norm, epsilon: a.epsilon))
         }
+        let budgetsOf: [[Int]] = attacks.map { a in
+            budgets.indices.filter { budgets[$0].norm == a.norm && a.epsilon <= budgets[$0].epsilon }
+        }
+        for (a, js) in zip(attacks, budgetsOf) { for j in js { budgets[j].labels.append(a.label) } }
         // The pixel-map damage of a map: mean over normal pixels minus mean over anomalous pixels.
         func damage(_ map: [Float], _ mask: [UInt8]) -> Double {
             var sn = 0.0, sa = 0.0, na = 0
@@ -320,12 +319,13 @@ public final class Evaluator {
                     }
                     let map = settings.keepMaps ? maps[k] : nil
                     if let attackIndex {
-                        let j = budgetOf[attackIndex]
-                        if harm(scores[k], samples[i].label) > harm(budgets[j].scores[i], samples[i].label) {
-                            budgets[j].scores[i] = scores[k]
-                        }
                         let d = damage(maps[k].values, masks[i])
-                        if d > budgets[j].damage[i] { budgets[j].damage[i] = d; budgets[j].maps[i] = maps[k].values }
+                        for j in budgetsOf[attackIndex] {
+                            if harm(scores[k], samples[i].label) > harm(budgets[j].scores[i], samples[i].label) {
+                                budgets[j].scores[i] = scores[k]
+                            }
+                            if d > budgets[j].damage[i] { budgets[j].damage[i] = d; budgets[j].maps[i] = maps[k].values }
+                        }
                     } else if !attacks.isEmpty {
                         for j in budgets.indices {
                             if budgets[j].scores.isEmpty {
