@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import PatchGuardCore
 
@@ -97,5 +98,47 @@ import Testing
     @Test func sgemmAgreesWithNaiveOnThisMachine() {
         OpenBLAS.verifySgemm() // traps on disagreement
         #expect(!OpenBLAS.coreName.isEmpty)
+    }
+}
+
+/// The host allocator: small (heap) and large (mapped) buffers are zero-filled, 64-byte aligned, writable and freed;
+/// a large buffer's pages join the resident set only when written.
+@Suite struct HostAllocatorTests {
+    static func residentMB() -> Double {
+        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return -1 }
+        for line in s.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return (line.split(separator: " ").compactMap { Double($0) }.first ?? 0) / 1024
+        }
+        return -1
+    }
+
+    @Test(arguments: [1, 100, HostAllocator.lazyThreshold / 4 - 1, HostAllocator.lazyThreshold / 4,
+                      HostAllocator.lazyThreshold + 12345])
+    func zeroedAlignedWritable(count: Int) {
+        let a = HostAllocator.shared
+        for _ in 0..<3 {  // reuse of freed memory must come back zeroed too
+            let p = a.allocate(Float.self, count: count)
+            #expect(Int(bitPattern: p) % 64 == 0)
+            let b = UnsafeMutableBufferPointer(start: p, count: count)
+            #expect(b.allSatisfy { $0 == 0 })
+            b.update(repeating: 3)
+            #expect(b[count - 1] == 3 && b[0] == 3)
+            a.deallocate(p)
+        }
+    }
+
+    @Test func largeBuffersAreResidentOnlyWhereWritten() throws {
+        let before = Self.residentMB()
+        try #require(before >= 0, "needs /proc/self/status")
+        let count = 64 << 20  // 256 MiB of Float
+        let p = HostAllocator.shared.allocate(Float.self, count: count)
+        let untouched = Self.residentMB() - before
+        UnsafeMutableBufferPointer(start: p, count: count / 4).update(repeating: 1)  // the first 64 MiB
+        let quarter = Self.residentMB() - before
+        HostAllocator.shared.deallocate(p)
+        let freed = Self.residentMB() - before
+        #expect(untouched < 16, "an unwritten 256 MiB buffer added \(untouched) MiB")
+        #expect(quarter > 48 && quarter < 96, "writing 64 MiB added \(quarter) MiB")
+        #expect(freed < 16, "freeing left \(freed) MiB resident")
     }
 }

@@ -94,6 +94,45 @@ struct ViTTests {
         #expect(maxAbsDiff(sentinel.data, m.gradients.storage.data, count: sentinel.count) == 0)
     }
 
+    /// A forward-only pass (`storeCaches: false`) gives the same features and logits bit for bit as the caching
+    /// forward, writes nothing into blocks 2… (their buffers keep a sentinel), and backward refuses to follow it.
+    @Test(arguments: [1, 2])
+    func forwardOnlyPassMatchesAndKeepsNoCaches(batch: Int) throws {
+        let cfg = ViTConfig(imageSize: 8, patchSize: 4, dim: 12, depth: 3, heads: 3, mlpRatio: 1.5, layerScale: 0, numRegisters: 1,
+                            noEmbedClass: true, numClasses: 3)
+        let m = try ViT<Float>(config: cfg, maxBatch: 2)
+        Self.randomizeParameters(m, seed: 31)
+        var rng = SeededRNG(seed: 32)
+        let image = uniformTensor([2, 3, 8, 8], &rng, lo: 0, hi: 1).converted(to: Float.self)
+        try m.forward(images: image.data, batch: batch, featureLayers: [1, 3])
+        let f1 = Array(UnsafeBufferPointer(start: m.features(layer: 1).data, count: batch * cfg.numPatches * cfg.dim))
+        let f3 = Array(UnsafeBufferPointer(start: m.features(layer: 3).data, count: batch * cfg.numPatches * cfg.dim))
+        let logits = Array(UnsafeBufferPointer(start: m.logits!.data, count: batch * 3))
+        #expect(m.cachesStored)
+        // Sentinels in every activation of blocks 2 and 3 except their feature buffers.
+        let untouched = m.activations.entries.filter {
+            ($0.name.hasPrefix("blocks.1.") || $0.name.hasPrefix("blocks.2.")) && !$0.name.hasPrefix("features")
+        }
+        #expect(!untouched.isEmpty)
+        for e in untouched { m.activations[e.name].buffer.update(repeating: 7) }
+        try m.forward(images: image.data, batch: batch, featureLayers: [1, 3], storeCaches: false)
+        #expect(!m.cachesStored)
+        #expect(Array(UnsafeBufferPointer(start: m.features(layer: 1).data, count: f1.count)) == f1)
+        #expect(Array(UnsafeBufferPointer(start: m.features(layer: 3).data, count: f3.count)) == f3)
+        #expect(Array(UnsafeBufferPointer(start: m.logits!.data, count: logits.count)) == logits)
+        for e in untouched {
+            let t = m.activations[e.name]
+            #expect(t.buffer.allSatisfy { $0 == 7 }, "\(e.name) was written by a forward-only pass")
+        }
+        let r = Tensor<Float>(shape: [batch, cfg.numPatches, cfg.dim])
+        #expect(throws: PatchGuardError.self) { try m.backward(dFeatures: [3: r.data]) }
+        #expect(throws: PatchGuardError.self) {
+            try m.forward(images: image.data, batch: batch, attentionLayers: [1], storeCaches: false)
+        }
+        try m.forward(images: image.data, batch: batch, featureLayers: [3])
+        try m.backward(dFeatures: [3: r.data])  // a caching forward makes backward legal again
+    }
+
     @Test func floatMatchesDouble() throws {
         let cfg = Self.tinyConfig(registers: 2, layerScale: true)
         let md = try ViT<Double>(config: cfg, maxBatch: 2)

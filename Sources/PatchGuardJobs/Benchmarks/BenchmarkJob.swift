@@ -26,8 +26,8 @@ public enum BenchmarkJob {
         }
         if !json {
             emit("\nViT, batch \(batch), \(imageSize) px (img/s; GEMM: share of the step's time in GEMMs and their "
-                 + "GFLOP per image; roofline: img/s if all of it ran at the 1024³ GEMM rate above; peak RSS grows "
-                 + "monotonically within one process):")
+                 + "GFLOP per image; roofline: img/s if all of it ran at the 1024³ GEMM rate above; "
+                 + "peak RSS: each step's own, with a model of its own; forward stores no backward caches):")
         }
         let line = { (row: ViTBenchmark.Row) in
             let roof = peakGFLOPS.flatMap { p in row.gflopPerImage.map { $0 > 0 ? p / $0 : 0 } }

@@ -14,8 +14,10 @@ import PatchGuardMethod
 /// - `input_grad`: the same loss, gradient w.r.t. the [0, 1] image only (`computeParameterGradients: false`), the
 ///   PGD / Grad-CAM step.
 /// Random timm-style weights (`seed`), one warm-up iteration, then timed iterations until `minSeconds` have
-/// elapsed (at least `minIterations`). `peakResidentMB` is the process's VmHWM after the row (monotonic over a run:
-/// put the smaller architecture first to read its own peak).
+/// elapsed (at least `minIterations`). Each (arch, step) gets a model of its own, built after the previous one is
+/// freed and after the process's peak is reset (``resetPeakResident()``), so `peakResidentMB` (VmHWM after the
+/// row) is that step's own peak, as `bench_torch.py` measures each step in a process of its own. `forward` is a
+/// forward-only pass (`storeCaches: false`, as PyTorch's `no_grad`).
 public enum ViTBenchmark {
     public struct Row: Codable, Sendable, Equatable {
         public let arch: String
@@ -81,19 +83,20 @@ public enum ViTBenchmark {
         var rows: [Row] = []
         for arch in archs {
             let config = try ViTConfig.preset(arch, imageSize: imageSize)
-            let model = try ViT<Float>(config: config, maxBatch: batch, seed: seed)
-            var rng = SeededRNG(seed: seed &+ 1)
-            let images = Tensor<Float>(shape: [batch, 3, imageSize, imageSize])
-            rng.fillUniform(images.buffer, lo: 0, hi: 1)
-            let r = Tensor<Float>(shape: [batch, config.numPatches, config.dim])
-            rng.fillNormal(r.buffer, std: 1)
-            let dImage = Tensor<Float>(shape: images.shape)
             let last = config.depth
             for step in steps {
+                resetPeakResident()
+                let model = try ViT<Float>(config: config, maxBatch: batch, seed: seed)
+                var rng = SeededRNG(seed: seed &+ 1)
+                let images = Tensor<Float>(shape: [batch, 3, imageSize, imageSize])
+                rng.fillUniform(images.buffer, lo: 0, hi: 1)
+                let r = Tensor<Float>(shape: [batch, config.numPatches, config.dim])
+                rng.fillNormal(r.buffer, std: 1)
+                let dImage = Tensor<Float>(shape: images.shape)
                 let iteration: () throws -> Void
                 switch step {
                 case "forward":
-                    iteration = { try model.forward(images: images, featureLayers: [last]) }
+                    iteration = { try model.forward(images: images, featureLayers: [last], storeCaches: false) }
                 case "train":
                     iteration = {
                         try model.forward(images: images, featureLayers: [last])

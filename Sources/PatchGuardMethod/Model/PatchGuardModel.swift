@@ -91,9 +91,12 @@ public final class PatchGuardModel<T: NNScalar> {
     // MARK: forward
 
     /// ViT forward + feature gathering for `B ≤ maxBatch` images; returns the discriminator input.
-    func backboneForward(_ images: UnsafePointer<T>, batch B: Int, attention: Bool) -> UnsafePointer<T> {
+    /// `storeCaches` false: a forward-only pass (no backward may follow; see `ViT.forward`).
+    func backboneForward(_ images: UnsafePointer<T>, batch B: Int, attention: Bool,
+                         storeCaches: Bool = true) -> UnsafePointer<T> {
         // Batch and layer indices are validated at init; a failure here is a programming error.
-        try! vit.forward(images: images, batch: B, featureLayers: featureLayers, attentionLayers: attention ? regLayers : [])
+        try! vit.forward(images: images, batch: B, featureLayers: featureLayers, attentionLayers: attention ? regLayers : [],
+                         storeCaches: storeCaches)
         if featureLayers.count == 1 { return UnsafePointer(vit.features(layer: featureLayers[0]).data) }
         let L = featureLayers.count, C = dim
         for (li, l) in featureLayers.enumerated() {
@@ -260,7 +263,8 @@ extension PatchGuardModel: PatchDetector where T == Float {
         var start = 0
         while start < batch {
             let B = min(maxBatch, batch - start)
-            let feats = backboneForward(images + start * stride, batch: B, attention: false)
+            let backward = upstream != nil && dImages != nil
+            let feats = backboneForward(images + start * stride, batch: B, attention: false, storeCaches: backward)
             let logits = discriminatorForward(feats, batch: B, dropout: &dropout)
             out += UnsafeBufferPointer(start: logits, count: B * numPatches)
             if let upstream, let dImages {

@@ -33,6 +33,9 @@ extension ViT {
                          norm1Gradients: [Int: UnsafeMutablePointer<T>] = [:]) throws {
         let B = batch
         guard B > 0 else { throw PatchGuardError.invalidArgument("ViT backward called before forward") }
+        guard cachesStored else {
+            throw PatchGuardError.invalidArgument("ViT backward after a forward-only pass (storeCaches: false)")
+        }
         for l in dFeatures.keys { try checkLayer(l, "dFeatures") }
         for l in dAttention.keys { try checkLayer(l, "dAttention") }
         for l in dBlockOutputs.keys { try checkLayer(l, "dBlockOutputs") }

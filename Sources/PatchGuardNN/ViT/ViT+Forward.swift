@@ -9,17 +9,27 @@ extension ViT {
     ///   - featureLayers: 1-based blocks whose final-normed patch tokens to compute (read with ``features(layer:)``).
     ///   - attentionLayers: 1-based blocks whose attention maps the caller will read (``attention(layer:)``);
     ///     probabilities of every block are cached anyway (backward needs them), this only validates.
+    ///   - storeCaches: false = a forward-only pass (scoring, evaluation): every block works in block 1's
+    ///     buffers instead of its own, so the other blocks' activation pages are never touched (the arena's memory
+    ///     is mapped lazily) and stay out of the resident set. Only ``features(layer:)`` and ``logits`` are valid
+    ///     after it; ``backward(dFeatures:dAttention:dLogits:dBlockOutputs:computeParameterGradients:dImage:blockOutputGradients:norm1Gradients:)``
+    ///     refuses to run, and `attentionLayers` must be empty. Same arithmetic, same features bit for bit.
     /// Head logits are computed when the config has a head (``logits``). Raw block outputs: ``blockOutput(layer:)``.
     @_specialize(exported: true, where T == Float)
     @_specialize(exported: true, where T == Double)
     public func forward(images: UnsafePointer<T>, batch B: Int, featureLayers: [Int] = [],
-                        attentionLayers: [Int] = []) throws {
+                        attentionLayers: [Int] = [], storeCaches: Bool = true) throws {
         guard (1...maxBatch).contains(B) else {
             throw PatchGuardError.invalidArgument("ViT forward: batch \(B) outside 1...\(maxBatch)")
         }
         for l in featureLayers { try checkLayer(l, "feature") }
         for l in attentionLayers { try checkLayer(l, "attention") }
+        guard storeCaches || attentionLayers.isEmpty else {
+            throw PatchGuardError.invalidArgument("ViT forward: attention maps need storeCaches (a forward-only " +
+                                                  "pass keeps no block's attention)")
+        }
         batch = B
+        cachesStored = storeCaches
         let featureSet = Set(featureLayers)
         let k = kernels, p = params, a = acts
         let eps = T(config.lnEps), BN = B * N
@@ -33,7 +43,9 @@ extension ViT {
 
         var x = a.tokens
         for i in 0..<depth {
-            let bp = p.blocks[i], ba = a.blocks[i]
+            // Forward-only: block 1's buffers for every block (block i reads x = block 1's `out` before it
+            // rewrites `out` from `x2`, so reusing them is safe); features still go to layer i's own buffer.
+            let bp = p.blocks[i], ba = a.blocks[storeCaches ? i : 0]
             k.layerNormForward(ba.ln1, ba.ln1Mean, ba.ln1Rstd, x, bp.norm1Weight, bp.norm1Bias, rows: BN, channels: C,
                                eps: eps)
             k.linearForward(ba.qkv, ba.ln1, bp.qkvWeight, bp.qkvBias, rows: BN, inFeatures: C, outFeatures: 3 * C)
@@ -51,7 +63,8 @@ extension ViT {
 
             if featureSet.contains(i + 1) {
                 // features (B, Np, C) = norm(block output)[:, 1+R:, :]: the patch rows of each image.
-                k.layerNormStridedForward(ba.features, ba.featuresMean, ba.featuresRstd, x + (1 + R) * C,
+                let fa = a.blocks[i]
+                k.layerNormStridedForward(fa.features, fa.featuresMean, fa.featuresRstd, x + (1 + R) * C,
                                           p.normWeight, p.normBias, batch: B, rows: Np, inputBatchStride: N * C,
                                           channels: C, eps: eps)
             }
@@ -70,11 +83,12 @@ extension ViT {
     /// `forward` on a ``Tensor`` of shape (B, 3, H, W).
     @_specialize(exported: true, where T == Float)
     @_specialize(exported: true, where T == Double)
-    public func forward(images: Tensor<T>, featureLayers: [Int] = [], attentionLayers: [Int] = []) throws {
+    public func forward(images: Tensor<T>, featureLayers: [Int] = [], attentionLayers: [Int] = [],
+                        storeCaches: Bool = true) throws {
         guard images.shape.count == 4, images.shape[1] == 3, images.shape[2] == H, images.shape[3] == H else {
             throw PatchGuardError.invalidArgument("ViT forward: images must be (B, 3, \(H), \(H)), got \(images.shape)")
         }
         try forward(images: images.data, batch: images.shape[0], featureLayers: featureLayers,
-                    attentionLayers: attentionLayers)
+                    attentionLayers: attentionLayers, storeCaches: storeCaches)
     }
 }

@@ -41,6 +41,9 @@ public final class ViT<T: NNScalar> {
     let scr: ViTScratch<T>
     /// Batch size of the last forward (0 before the first).
     public internal(set) var batch = 0
+    /// Whether the last forward stored every block's activations (what backward needs); false after a
+    /// forward-only pass (`forward(…, storeCaches: false)`).
+    public internal(set) var cachesStored = false
 
     // Cached sizes.
     let C: Int, N: Int, Np: Int, R: Int, NH: Int, HD: Int, P: Int, H: Int, K: Int, depth: Int
