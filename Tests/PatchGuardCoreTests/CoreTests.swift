@@ -1,4 +1,3 @@
-import Foundation
 import Testing
 @testable import PatchGuardCore
 
@@ -104,13 +103,7 @@ import Testing
 /// The host allocator: small (heap) and large (mapped) buffers are zero-filled, 64-byte aligned, writable and freed;
 /// a large buffer's pages join the resident set only when written.
 @Suite struct HostAllocatorTests {
-    static func residentMB() -> Double {
-        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return -1 }
-        for line in s.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            return (line.split(separator: " ").compactMap { Double($0) }.first ?? 0) / 1024
-        }
-        return -1
-    }
+    static func residentMB() -> Double { ProcessMemory.megabytes("VmRSS") ?? -1 }
 
     @Test(arguments: [1, 100, HostAllocator.lazyThreshold / 4 - 1, HostAllocator.lazyThreshold / 4,
                       HostAllocator.lazyThreshold + 12345])

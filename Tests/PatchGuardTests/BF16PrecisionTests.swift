@@ -66,32 +66,9 @@ import PatchGuardData
     /// fp32's, and an input gradient with cosine ≥ 0.98 to fp32's and the same sign on ≥ 95 % of the pixels that
     /// matter (|g| above a tenth of the mean).
     @Test(.enabled(if: supported)) func modelLogitsAndInputGradientFollowFP32() throws {
-        var config = JobConfig()
-        config.data.imageSize = 32
-        config.model.discriminator = DiscriminatorConfig(layers: 1, heads: 4, hidden: 64, dropout: 0)
-        config.train.regLayers = [2]; config.train.regWeights = [0.01]
-        let backbone = ViTConfig(imageSize: 32, patchSize: 8, dim: 64, depth: 2, heads: 4, mlpRatio: 2)
-        var rng = SeededRNG(seed: 9)
-        let model = try PatchGuardModel<Float>(config: config, maxBatch: 3, backbone: backbone, using: &rng)
-        let B = 3, pixels = 3 * 32 * 32
-        var images = [Float](repeating: 0, count: B * pixels)
-        for i in images.indices { images[i] = Float(rng.uniform()) }
-        let np = model.numPatches
-        var dLogits = [Float](repeating: 0, count: B * np)
-        for i in dLogits.indices { dLogits[i] = Float(rng.normal()) }
-        func run() -> (logits: [Float], grad: [Float]) {
-            var grad = [Float](repeating: 0, count: B * pixels)
-            let logits = images.withUnsafeBufferPointer { x in
-                dLogits.withUnsafeBufferPointer { d in
-                    grad.withUnsafeMutableBufferPointer { g in
-                        model.inputGradient(x.baseAddress!, batch: B, dLogits: d.baseAddress!, dImages: g.baseAddress!)
-                    }
-                }
-            }
-            return (logits, grad)
-        }
-        let fp32 = run()
-        let bf16 = try GEMMPrecision.with(.bf16) { run() }
+        let c = try SmallModelCase(depth: 2, seed: 9)
+        let fp32 = c.gradientPass()
+        let bf16 = try GEMMPrecision.with(.bf16) { c.gradientPass() }
         let spread = Double(fp32.logits.max()! - fp32.logits.min()!)
         let worst = zip(fp32.logits, bf16.logits).map { Double(abs($0 - $1)) }.max()!
         #expect(spread > 0 && worst <= 0.03 * spread, "logits differ by \(worst), spread \(spread)")

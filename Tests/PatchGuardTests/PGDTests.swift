@@ -131,32 +131,12 @@ final class ToyDetector: PatchDetector {
 /// ones the input-gradient pass (a caching forward) returns, and a gradient pass after a scoring pass is unchanged.
 @Suite struct ForwardOnlyScoringTests {
     @Test func scoringMatchesTheGradientPassAndLeavesItIntact() throws {
-        var config = JobConfig()
-        config.data.imageSize = 32
-        config.model.discriminator = DiscriminatorConfig(layers: 1, heads: 4, hidden: 64, dropout: 0)
-        config.train.regLayers = [2]; config.train.regWeights = [0.01]
-        let backbone = ViTConfig(imageSize: 32, patchSize: 8, dim: 64, depth: 3, heads: 4, mlpRatio: 2)
-        var rng = SeededRNG(seed: 19)
-        let model = try PatchGuardModel<Float>(config: config, maxBatch: 3, backbone: backbone, using: &rng)
-        let B = 3, pixels = 3 * 32 * 32
-        let images = (0..<(B * pixels)).map { _ in Float(rng.uniform()) }
-        let dLogits = (0..<(B * model.numPatches)).map { _ in Float(rng.normal()) }
-        func gradientPass() -> (logits: [Float], grad: [Float]) {
-            var grad = [Float](repeating: 0, count: B * pixels)
-            let logits = images.withUnsafeBufferPointer { x in
-                dLogits.withUnsafeBufferPointer { d in
-                    grad.withUnsafeMutableBufferPointer { g in
-                        model.inputGradient(x.baseAddress!, batch: B, dLogits: d.baseAddress!, dImages: g.baseAddress!)
-                    }
-                }
-            }
-            return (logits, grad)
-        }
-        let first = gradientPass()
-        let scored = images.withUnsafeBufferPointer { model.patchLogits($0.baseAddress!, batch: B) }
-        #expect(!model.vit.cachesStored)
+        let c = try SmallModelCase(depth: 3, seed: 19)
+        let first = c.gradientPass()
+        let scored = c.images.withUnsafeBufferPointer { c.model.patchLogits($0.baseAddress!, batch: c.batch) }
+        #expect(!c.model.vit.cachesStored)
         #expect(scored == first.logits)
-        let second = gradientPass()
+        let second = c.gradientPass()
         #expect(second.logits == first.logits && second.grad == first.grad)
     }
 }

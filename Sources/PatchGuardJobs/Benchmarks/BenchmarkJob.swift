@@ -21,7 +21,7 @@ public enum BenchmarkJob {
             }
         }
         if gemmOnly {
-            if !json { emit(String(format: "peak resident memory: %.0f MiB", peakResidentMB())) }
+            if !json { emit(String(format: "peak resident memory: %.0f MiB", ProcessMemory.peakMB)) }
             return
         }
         if !json {

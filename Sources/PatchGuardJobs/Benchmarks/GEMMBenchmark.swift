@@ -40,21 +40,3 @@ public enum GEMMBenchmark {
     }
 }
 
-/// Resets this process's peak resident memory (VmHWM) to its current resident set (Linux ≥ 4.0:
-/// `/proc/self/clear_refs` ← 5), so the next ``peakResidentMB()`` is the peak since now. Silent where unsupported.
-public func resetPeakResident() {
-    let fd = open("/proc/self/clear_refs", O_WRONLY)
-    guard fd >= 0 else { return }
-    _ = write(fd, "5", 1)
-    close(fd)
-}
-
-/// Peak resident memory of this process (VmHWM), in MiB.
-public func peakResidentMB() -> Double {
-    guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-    for line in s.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-        let kb = line.split(separator: " ").compactMap { Double($0) }.first ?? 0
-        return kb / 1024
-    }
-    return 0
-}

@@ -13,7 +13,7 @@ public enum UNetBenchmark {
                            steps: [String] = ViTBenchmark.steps,
                            minSeconds: Double = 5, minIterations: Int = 3, seed: UInt64 = 0,
                            progress: ((ViTBenchmark.Row) -> Void)? = nil) throws -> [ViTBenchmark.Row] {
-        resetPeakResident()  // the ViT rows' peak is not this model's
+        ProcessMemory.resetPeak()  // the ViT rows' peak is not this model's
         var config = DiffusionConfig()
         if let channels { config.blockOutChannels = channels }
         let model = try UNet2D<Float>(config: config.unet(imageSize: imageSize), maxBatch: batch, seed: seed)

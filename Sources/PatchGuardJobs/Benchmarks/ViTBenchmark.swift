@@ -15,7 +15,7 @@ import PatchGuardMethod
 ///   PGD / Grad-CAM step.
 /// Random timm-style weights (`seed`), one warm-up iteration, then timed iterations until `minSeconds` have
 /// elapsed (at least `minIterations`). Each (arch, step) gets a model of its own, built after the previous one is
-/// freed and after the process's peak is reset (``resetPeakResident()``), so `peakResidentMB` (VmHWM after the
+/// freed and after the process's peak is reset (``ProcessMemory/resetPeak()``), so `peakRSSMB` (VmHWM after the
 /// row) is that step's own peak, as `bench_torch.py` measures each step in a process of its own. `forward` is a
 /// forward-only pass (`storeCaches: false`, as PyTorch's `no_grad`).
 public enum ViTBenchmark {
@@ -65,7 +65,7 @@ public enum ViTBenchmark {
         let gemm = GEMMCounter.totals
         let seconds = total / Double(count)
         return Row(arch: arch, imageSize: imageSize, batch: batch, step: step, imgPerS: Double(batch) / seconds,
-                   peakRSSMB: peakResidentMB(), secPerIter: seconds, iterations: count,
+                   peakRSSMB: ProcessMemory.peakMB, secPerIter: seconds, iterations: count,
                    gemmShare: min(1, gemm.seconds / total), gflopPerImage: gemm.flops / 1e9 / Double(count * batch),
                    precision: GEMMPrecision.current.rawValue)
     }
@@ -85,7 +85,7 @@ public enum ViTBenchmark {
             let config = try ViTConfig.preset(arch, imageSize: imageSize)
             let last = config.depth
             for step in steps {
-                resetPeakResident()
+                ProcessMemory.resetPeak()
                 let model = try ViT<Float>(config: config, maxBatch: batch, seed: seed)
                 var rng = SeededRNG(seed: seed &+ 1)
                 let images = Tensor<Float>(shape: [batch, 3, imageSize, imageSize])

@@ -260,10 +260,10 @@ extension PatchGuardModel: PatchDetector where T == Float {
                      dImages: UnsafeMutablePointer<Float>?, dropout: inout SeededRNG?) -> [Float] {
         var out = [Float](); out.reserveCapacity(batch * numPatches)
         let stride = 3 * imageSize * imageSize
+        let backward = upstream != nil && dImages != nil  // else forward-only: no backward caches
         var start = 0
         while start < batch {
             let B = min(maxBatch, batch - start)
-            let backward = upstream != nil && dImages != nil
             let feats = backboneForward(images + start * stride, batch: B, attention: false, storeCaches: backward)
             let logits = discriminatorForward(feats, batch: B, dropout: &dropout)
             out += UnsafeBufferPointer(start: logits, count: B * numPatches)
