@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import PatchGuardCore
 
@@ -55,6 +56,30 @@ import Testing
         let p = hits.data
         parallelFor(n) { i in p[i] += 1 }
         #expect(hits.array.allSatisfy { $0 == 1 })
+    }
+
+    @Test func sharesAreContiguousNearlyEqualAndNeverEmpty() {
+        #expect(Parallel.shares(5, parts: 3) == [0..<2, 2..<4, 4..<5])
+        #expect(Parallel.shares(16, parts: 2) == [0..<8, 8..<16])
+        #expect(Parallel.shares(2, parts: 4) == [0..<1, 1..<2])
+        #expect(Parallel.shares(7, parts: 1) == [0..<7])
+        #expect(Parallel.shares(7, parts: 0) == [0..<7])
+        #expect(Parallel.shares(0, parts: 2).isEmpty)
+    }
+
+    /// Inside `runSerially` a `parallelFor` runs on the calling thread, and the mark is gone afterwards.
+    @Test func parallelForRunsInlineInASerialRegion() {
+        let n = 64
+        let threads = UnsafeMutablePointer<pthread_t>.allocate(capacity: n)
+        defer { threads.deallocate() }
+        let me = pthread_self()
+        #expect(!Parallel.isSerialThread)
+        Parallel.runSerially {
+            #expect(Parallel.isSerialThread)
+            parallelFor(n) { i in threads[i] = pthread_self() }
+        }
+        #expect(!Parallel.isSerialThread)
+        #expect((0..<n).allSatisfy { pthread_equal(threads[$0], me) != 0 })
     }
 }
 

@@ -133,6 +133,58 @@ struct ViTTests {
         try m.backward(dFeatures: [3: r.data])  // a caching forward makes backward legal again
     }
 
+    /// An image-parallel pass (uneven shares: 5 images over 3 workers) computes what one plain pass does: the same
+    /// features, attention, logits, and the same gradients added into non-zero parameter gradients, `dImage` and
+    /// both capture kinds; also on the early-stopping capture-only path (Grad-CAM).
+    @Test func imageParallelPassMatchesAPlainPass() throws {
+        let cfg = ViTConfig(imageSize: 8, patchSize: 4, dim: 12, depth: 3, heads: 3, mlpRatio: 1.5, layerScale: 0.5,
+                            numRegisters: 1, noEmbedClass: true, numClasses: 3)
+        let B = 5
+        let plain = try ViT<Double>(config: cfg, maxBatch: B), split = try ViT<Double>(config: cfg, maxBatch: B)
+        plain.imageParallelWorkers = 1
+        split.imageParallelWorkers = 3
+        #expect(split.imageShares(B) == [0..<2, 2..<4, 4..<5])
+        Self.randomizeParameters(plain, seed: 41)
+        try split.copyParameters(from: plain)
+        var rng = SeededRNG(seed: 42)
+        let image = uniformTensor([B, 3, 8, 8], &rng, lo: 0, hi: 1)
+        let dF3 = randomTensor([B, cfg.numPatches, cfg.dim], &rng), dA2 = randomTensor([B, 3, cfg.numTokens, cfg.numTokens], &rng)
+        let dLogits = randomTensor([B, 3], &rng), dOut1 = randomTensor([B, cfg.numTokens, cfg.dim], &rng)
+        let startGrads = randomTensor([plain.gradients.totalCount], &rng)
+        let startImage = randomTensor([B, 3, 8, 8], &rng), startCapture = randomTensor([B, cfg.numTokens, cfg.dim], &rng)
+
+        func run(_ m: ViT<Double>) throws -> [String: [Double]] {
+            try m.forward(images: image, featureLayers: [1, 3], attentionLayers: [2])
+            var out: [String: [Double]] = [
+                "features.1": Array(m.features(layer: 1).buffer), "features.3": Array(m.features(layer: 3).buffer),
+                "attention.2": Array(m.attention(layer: 2).buffer), "logits": Array(m.logits!.buffer),
+            ]
+            m.gradients.storage.data.update(from: startGrads.data, count: startGrads.count)
+            let dImage = startImage.copy(), outCapture = startCapture.copy(), normCapture = startCapture.copy()
+            try m.backward(dFeatures: [3: dF3.data], dAttention: [2: dA2.data], dLogits: dLogits.data,
+                           dBlockOutputs: [1: dOut1.data], dImage: dImage.data,
+                           blockOutputGradients: [2: outCapture.data], norm1Gradients: [1: normCapture.data])
+            out["gradients"] = Array(UnsafeBufferPointer(start: m.gradients.storage.data, count: m.gradients.totalCount))
+            out["dImage"] = Array(dImage.buffer)
+            out["blockOutputGradients.2"] = Array(outCapture.buffer)
+            out["norm1Gradients.1"] = Array(normCapture.buffer)
+            // Capture only: stops at block 2's norm1 backward, no parameter gradients.
+            let gradCAM = startCapture.copy()
+            try m.backward(dFeatures: [3: dF3.data], computeParameterGradients: false, norm1Gradients: [2: gradCAM.data])
+            out["gradCAM.2"] = Array(gradCAM.buffer)
+            return out
+        }
+        let want = try run(plain), got = try run(split)
+        #expect(want.keys.sorted() == got.keys.sorted())
+        for (name, w) in want {
+            let g = got[name]!
+            let scale = w.map(abs).max() ?? 0
+            let worst = zip(w, g).map { abs($0 - $1) / (scale + 1e-300) }.max() ?? 0
+            #expect(w.count == g.count && worst < 1e-12, "\(name): image-parallel differs by \(worst) of its scale")
+        }
+        #expect(want["gradients"]! != Array(startGrads.buffer))  // the backward did add something
+    }
+
     @Test func floatMatchesDouble() throws {
         let cfg = Self.tinyConfig(registers: 2, layerScale: true)
         let md = try ViT<Double>(config: cfg, maxBatch: 2)

@@ -153,13 +153,31 @@ public enum SingleThreadedBLAS {
 
     @inlinable
     public static func parallelFor(_ count: Int, _ body: (Int) -> Void) {
-        guard Parallel.threads > 1, count > 1 else {
+        guard Parallel.threads > 1, count > 1, !Parallel.isSerialThread else {
             for i in 0..<count { body(i) }
             return
         }
         enter()
         defer { leave() }
         PatchGuardCore.parallelFor(count, body)
+    }
+
+    /// Runs `body(w, share)` for each of `shares` (contiguous ranges of independent items, e.g. the images of a
+    /// batch) on its own worker, concurrently, with OpenBLAS at one thread and every `parallelFor` inside a share
+    /// inline (``Parallel/runSerially(_:)``): the data-parallel alternative to multi-threaded GEMMs for a model
+    /// whose products are too small to split well. One share runs on the calling thread as is.
+    public static func parallelShares(_ shares: [Range<Int>], _ body: (Int, Range<Int>) -> Void) {
+        guard shares.count > 1, !Parallel.isSerialThread else {
+            for (w, r) in shares.enumerated() { body(w, r) }
+            return
+        }
+        enter()
+        defer { leave() }
+        withoutActuallyEscaping(body) { body in
+            DispatchQueue.concurrentPerform(iterations: shares.count) { w in
+                Parallel.runSerially { body(w, shares[w]) }
+            }
+        }
     }
 
     @usableFromInline static func enter() {

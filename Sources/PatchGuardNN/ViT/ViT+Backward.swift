@@ -44,20 +44,75 @@ extension ViT {
         if dLogits != nil && config.numClasses == 0 {
             throw PatchGuardError.invalidArgument("ViT backward: dLogits given but the model has no head")
         }
-        let k = kernels, p = params, a = acts, s = scr
-        let g: ViTParameters<T>? = computeParameterGradients ? grads : nil
-        let BN = B * N
         // Without parameter gradients and dImage, only what the captures need runs (0-based block indices):
         // block i's branches are needed while a block-output capture lies below i or a norm1 capture at or below i.
         let needAll = computeParameterGradients || dImage != nil
         let outputCaptures = blockOutputGradients.keys.map { $0 - 1 }, norm1Captures = norm1Gradients.keys.map { $0 - 1 }
+        // (The last block's branches are needed for anything below it: else there is nothing to do.)
+        if !(needAll || outputCaptures.contains { $0 < depth } || norm1Captures.contains { $0 <= depth }) { return }
+
+        let shares = imageShares(B)
+        if shares.count == 1 {
+            backwardImages(first: 0, count: B, grads: computeParameterGradients ? grads : nil, dFeatures: dFeatures,
+                           dAttention: dAttention, dLogits: dLogits, dBlockOutputs: dBlockOutputs, dImage: dImage,
+                           blockOutputGradients: blockOutputGradients, norm1Gradients: norm1Gradients,
+                           needAll: needAll, outputCaptures: outputCaptures, norm1Captures: norm1Captures)
+            return
+        }
+        // Image-parallel: share w > 0 adds its parameter gradients into a private arena, zeroed here; the
+        // arenas are added into `gradients` after the shares, in share order.
+        if computeParameterGradients {
+            while shareGradients.count < shares.count - 1 {
+                let arena = Arena<T>(sameLayoutAs: parameters, allocator: kernels.allocator)
+                shareGradients.append((arena, ViTParameters(arena, config: config)))
+            }
+        }
+        let NC = N * C, classes = config.numClasses, HH3 = 3 * H * H, NpC = Np * C, attn = NH * N * N
+        SingleThreadedBLAS.parallelShares(shares) { w, r in
+            let b0 = r.lowerBound
+            var g: ViTParameters<T>? = nil
+            if computeParameterGradients {
+                if w == 0 { g = grads } else {
+                    let own = shareGradients[w - 1]
+                    kernels.zero(own.arena.storage.data, count: own.arena.storage.count)
+                    g = own.view
+                }
+            }
+            backwardImages(first: b0, count: r.count, grads: g,
+                           dFeatures: dFeatures.mapValues { $0 + b0 * NpC },
+                           dAttention: dAttention.mapValues { $0 + b0 * attn },
+                           dLogits: dLogits.map { $0 + b0 * classes },
+                           dBlockOutputs: dBlockOutputs.mapValues { $0 + b0 * NC }, dImage: dImage.map { $0 + b0 * HH3 },
+                           blockOutputGradients: blockOutputGradients.mapValues { $0 + b0 * NC },
+                           norm1Gradients: norm1Gradients.mapValues { $0 + b0 * NC },
+                           needAll: needAll, outputCaptures: outputCaptures, norm1Captures: norm1Captures)
+        }
+        if computeParameterGradients {
+            let total = gradients.storage
+            for own in shareGradients.prefix(shares.count - 1) {
+                kernels.addInto(total.data, own.arena.storage.data, count: total.count)
+            }
+        }
+    }
+
+    /// The backward of images `b0 ..< b0 + B` of the last forward's batch, in their share of every buffer; every
+    /// gradient pointer already points at image `b0`. Parameter gradients go into `g` (nil: none).
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
+    func backwardImages(first b0: Int, count B: Int, grads g: ViTParameters<T>?, dFeatures: [Int: UnsafePointer<T>],
+                        dAttention: [Int: UnsafePointer<T>], dLogits: UnsafePointer<T>?,
+                        dBlockOutputs: [Int: UnsafePointer<T>], dImage: UnsafeMutablePointer<T>?,
+                        blockOutputGradients: [Int: UnsafeMutablePointer<T>],
+                        norm1Gradients: [Int: UnsafeMutablePointer<T>], needAll: Bool, outputCaptures: [Int],
+                        norm1Captures: [Int]) {
+        let k = kernels, p = params, a = acts.images(from: b0, config: config), s = scr.images(from: b0, config: config)
+        let BN = B * N
         func needBranches(_ i: Int) -> Bool {
             needAll || outputCaptures.contains { $0 < i } || norm1Captures.contains { $0 <= i }
         }
         func needBelowNorm1(_ i: Int) -> Bool {
             needAll || outputCaptures.contains { $0 < i } || norm1Captures.contains { $0 < i }
         }
-        if !needBranches(depth) { return }
 
         let dResidual = s.dResidual  // (B, N, C): gradient of the residual stream, updated in place
         s.zeroStep(batch: B, kernels: k)

@@ -31,7 +31,24 @@ extension ViT {
         batch = B
         cachesStored = storeCaches
         let featureSet = Set(featureLayers)
-        let k = kernels, p = params, a = acts
+        let shares = imageShares(B)
+        if shares.count == 1 {
+            forwardImages(images, first: 0, count: B, featureSet: featureSet, storeCaches: storeCaches)
+        } else {
+            SingleThreadedBLAS.parallelShares(shares) { _, r in
+                forwardImages(images + r.lowerBound * 3 * H * H, first: r.lowerBound, count: r.count,
+                              featureSet: featureSet, storeCaches: storeCaches)
+            }
+        }
+    }
+
+    /// The forward of images `b0 ..< b0 + B` of the batch (`images` points at image `b0`), in their share of
+    /// every buffer.
+    @_specialize(exported: true, where T == Float)
+    @_specialize(exported: true, where T == Double)
+    func forwardImages(_ images: UnsafePointer<T>, first b0: Int, count B: Int, featureSet: Set<Int>,
+                       storeCaches: Bool) {
+        let k = kernels, p = params, a = acts.images(from: b0, config: config)
         let eps = T(config.lnEps), BN = B * N
 
         k.inputNormalizationForward(a.inputNormed, images, batch: B, pixels: H * H,

@@ -59,37 +59,51 @@ public struct ViTParameters<T: NNScalar> {
 
 /// One block's forward activations and caches.
 public struct ViTBlockActivations<T: NNScalar> {
-    public let ln1: UnsafeMutablePointer<T>           // (B, N, C) norm1 output
-    public let ln1Mean: UnsafeMutablePointer<T>       // (B, N)
-    public let ln1Rstd: UnsafeMutablePointer<T>       // (B, N)
-    public let qkv: UnsafeMutablePointer<T>           // (B, N, 3C)
-    public let probs: UnsafeMutablePointer<T>         // (B, NH, N, N) attention probabilities
-    public let attnOut: UnsafeMutablePointer<T>       // (B, N, C) heads concatenated
-    public let proj: UnsafeMutablePointer<T>          // (B, N, C)
-    public let x2: UnsafeMutablePointer<T>            // (B, N, C) stream after the attention branch
-    public let ln2: UnsafeMutablePointer<T>           // (B, N, C)
-    public let ln2Mean: UnsafeMutablePointer<T>       // (B, N)
-    public let ln2Rstd: UnsafeMutablePointer<T>       // (B, N)
-    public let fc1: UnsafeMutablePointer<T>           // (B, N, HD)
-    public let gelu: UnsafeMutablePointer<T>          // (B, N, HD)
-    public let fc2: UnsafeMutablePointer<T>           // (B, N, C)
-    public let out: UnsafeMutablePointer<T>           // (B, N, C) block output
-    public let features: UnsafeMutablePointer<T>      // (B, Np, C) final-normed patch tokens (feature layers only)
-    public let featuresMean: UnsafeMutablePointer<T>  // (B, Np)
-    public let featuresRstd: UnsafeMutablePointer<T>  // (B, Np)
+    public internal(set) var ln1: UnsafeMutablePointer<T>           // (B, N, C) norm1 output
+    public internal(set) var ln1Mean: UnsafeMutablePointer<T>       // (B, N)
+    public internal(set) var ln1Rstd: UnsafeMutablePointer<T>       // (B, N)
+    public internal(set) var qkv: UnsafeMutablePointer<T>           // (B, N, 3C)
+    public internal(set) var probs: UnsafeMutablePointer<T>         // (B, NH, N, N) attention probabilities
+    public internal(set) var attnOut: UnsafeMutablePointer<T>       // (B, N, C) heads concatenated
+    public internal(set) var proj: UnsafeMutablePointer<T>          // (B, N, C)
+    public internal(set) var x2: UnsafeMutablePointer<T>            // (B, N, C) stream after the attention branch
+    public internal(set) var ln2: UnsafeMutablePointer<T>           // (B, N, C)
+    public internal(set) var ln2Mean: UnsafeMutablePointer<T>       // (B, N)
+    public internal(set) var ln2Rstd: UnsafeMutablePointer<T>       // (B, N)
+    public internal(set) var fc1: UnsafeMutablePointer<T>           // (B, N, HD)
+    public internal(set) var gelu: UnsafeMutablePointer<T>          // (B, N, HD)
+    public internal(set) var fc2: UnsafeMutablePointer<T>           // (B, N, C)
+    public internal(set) var out: UnsafeMutablePointer<T>           // (B, N, C) block output
+    public internal(set) var features: UnsafeMutablePointer<T>      // (B, Np, C) final-normed patch tokens (feature layers only)
+    public internal(set) var featuresMean: UnsafeMutablePointer<T>  // (B, Np)
+    public internal(set) var featuresRstd: UnsafeMutablePointer<T>  // (B, Np)
+}
+
+extension ViTBlockActivations {
+    /// The same buffers from image `b` on (one share of an image-parallel pass).
+    func images(from b: Int, config c: ViTConfig) -> ViTBlockActivations {
+        let C = c.dim, N = c.numTokens, Np = c.numPatches, NH = c.heads, HD = c.mlpHidden
+        var v = self
+        v.ln1 += b * N * C; v.ln1Mean += b * N; v.ln1Rstd += b * N; v.qkv += b * N * 3 * C
+        v.probs += b * NH * N * N; v.attnOut += b * N * C; v.proj += b * N * C; v.x2 += b * N * C
+        v.ln2 += b * N * C; v.ln2Mean += b * N; v.ln2Rstd += b * N; v.fc1 += b * N * HD; v.gelu += b * N * HD
+        v.fc2 += b * N * C; v.out += b * N * C
+        v.features += b * Np * C; v.featuresMean += b * Np; v.featuresRstd += b * Np
+        return v
+    }
 }
 
 /// Forward activations of the whole ViT.
 public struct ViTActivations<T: NNScalar> {
-    public let inputNormed: UnsafeMutablePointer<T>   // (B, 3, H, H)
-    public let patchCols: UnsafeMutablePointer<T>     // (B, Np, K) im2col cache
-    public let patchOut: UnsafeMutablePointer<T>      // (B, Np, C)
-    public let tokens: UnsafeMutablePointer<T>        // (B, N, C) block 0 input
-    public let blocks: [ViTBlockActivations<T>]       // depth
-    public let headClsNorm: UnsafeMutablePointer<T>?  // (B, C) final-normed class token, with a head
-    public let headMean: UnsafeMutablePointer<T>?     // (B)
-    public let headRstd: UnsafeMutablePointer<T>?     // (B)
-    public let headLogits: UnsafeMutablePointer<T>?   // (B, classes)
+    public internal(set) var inputNormed: UnsafeMutablePointer<T>   // (B, 3, H, H)
+    public internal(set) var patchCols: UnsafeMutablePointer<T>     // (B, Np, K) im2col cache
+    public internal(set) var patchOut: UnsafeMutablePointer<T>      // (B, Np, C)
+    public internal(set) var tokens: UnsafeMutablePointer<T>        // (B, N, C) block 0 input
+    public internal(set) var blocks: [ViTBlockActivations<T>]       // depth
+    public internal(set) var headClsNorm: UnsafeMutablePointer<T>?  // (B, C) final-normed class token, with a head
+    public internal(set) var headMean: UnsafeMutablePointer<T>?     // (B)
+    public internal(set) var headRstd: UnsafeMutablePointer<T>?     // (B)
+    public internal(set) var headLogits: UnsafeMutablePointer<T>?   // (B, classes)
 
     init(_ arena: Arena<T>, config c: ViTConfig) {
         func v(_ n: String) -> UnsafeMutablePointer<T> { arena.pointer(n) }
@@ -107,6 +121,18 @@ public struct ViTActivations<T: NNScalar> {
         headClsNorm = o("head.clsnorm"); headMean = o("head.mean"); headRstd = o("head.rstd")
         headLogits = o("head.logits")
     }
+
+    /// The same buffers from image `b` on (one share of an image-parallel pass).
+    func images(from b: Int, config c: ViTConfig) -> ViTActivations {
+        guard b > 0 else { return self }
+        let C = c.dim, N = c.numTokens, Np = c.numPatches, H = c.imageSize, K = 3 * c.patchSize * c.patchSize
+        var v = self
+        v.inputNormed += b * 3 * H * H; v.patchCols += b * Np * K; v.patchOut += b * Np * C; v.tokens += b * N * C
+        v.blocks = blocks.map { $0.images(from: b, config: c) }
+        v.headClsNorm = headClsNorm.map { $0 + b * C }; v.headMean = headMean.map { $0 + b }
+        v.headRstd = headRstd.map { $0 + b }; v.headLogits = headLogits.map { $0 + b * c.numClasses }
+        return v
+    }
 }
 
 /// Backward scratch, reused by every block. Backward *adds* into these, so they are zeroed in exactly two places,
@@ -115,22 +141,22 @@ public struct ViTActivations<T: NNScalar> {
 /// - ``zeroBlock(batch:kernels:)`` (dBranch2 … dLN1) once per block, before the block's branches run.
 /// `dScores` and `dCols` are overwritten by their kernels and never zeroed.
 public struct ViTScratch<T: NNScalar> {
-    public let dResidual: UnsafeMutablePointer<T>     // (B, N, C) gradient of the residual stream, in place
-    public let dClsNorm: UnsafeMutablePointer<T>      // (B, C)
-    public let dPatches: UnsafeMutablePointer<T>      // (B, Np, C)
-    public let dNormed: UnsafeMutablePointer<T>       // (B, 3, H, H)
-    public let dBranch2: UnsafeMutablePointer<T>      // (B, N, C) dFC2 with LayerScale (empty without)
-    public let dGELU: UnsafeMutablePointer<T>         // (B, N, HD)
-    public let dFC1: UnsafeMutablePointer<T>          // (B, N, HD)
-    public let dLN2: UnsafeMutablePointer<T>          // (B, N, C)
-    public let dBranch1: UnsafeMutablePointer<T>      // (B, N, C) dProj with LayerScale (empty without)
-    public let dAttnOut: UnsafeMutablePointer<T>      // (B, N, C)
-    public let dQKV: UnsafeMutablePointer<T>          // (B, N, 3C)
-    public let dLN1: UnsafeMutablePointer<T>          // (B, N, C) gradient on the norm1 output
-    public let dScores: UnsafeMutablePointer<T>       // (B, NH, N, N) overwritten
-    public let dCols: UnsafeMutablePointer<T>         // (B, Np, K) overwritten
+    public internal(set) var dResidual: UnsafeMutablePointer<T>     // (B, N, C) gradient of the residual stream, in place
+    public internal(set) var dClsNorm: UnsafeMutablePointer<T>      // (B, C)
+    public internal(set) var dPatches: UnsafeMutablePointer<T>      // (B, Np, C)
+    public internal(set) var dNormed: UnsafeMutablePointer<T>       // (B, 3, H, H)
+    public internal(set) var dBranch2: UnsafeMutablePointer<T>      // (B, N, C) dFC2 with LayerScale (empty without)
+    public internal(set) var dGELU: UnsafeMutablePointer<T>         // (B, N, HD)
+    public internal(set) var dFC1: UnsafeMutablePointer<T>          // (B, N, HD)
+    public internal(set) var dLN2: UnsafeMutablePointer<T>          // (B, N, C)
+    public internal(set) var dBranch1: UnsafeMutablePointer<T>      // (B, N, C) dProj with LayerScale (empty without)
+    public internal(set) var dAttnOut: UnsafeMutablePointer<T>      // (B, N, C)
+    public internal(set) var dQKV: UnsafeMutablePointer<T>          // (B, N, 3C)
+    public internal(set) var dLN1: UnsafeMutablePointer<T>          // (B, N, C) gradient on the norm1 output
+    public internal(set) var dScores: UnsafeMutablePointer<T>       // (B, NH, N, N) overwritten
+    public internal(set) var dCols: UnsafeMutablePointer<T>         // (B, Np, K) overwritten
     /// (buffer, elements per image) zeroed by ``zeroStep(batch:kernels:)`` / ``zeroBlock(batch:kernels:)``.
-    let stepBuffers: [(UnsafeMutablePointer<T>, Int)], blockBuffers: [(UnsafeMutablePointer<T>, Int)]
+    var stepBuffers: [(UnsafeMutablePointer<T>, Int)], blockBuffers: [(UnsafeMutablePointer<T>, Int)]
 
     /// Zeroes the per-step gradient buffers for `batch` images (start of a backward).
     public func zeroStep(batch: Int, kernels: any Kernels<T>) {
@@ -140,6 +166,21 @@ public struct ViTScratch<T: NNScalar> {
     /// Zeroes the per-block gradient buffers for `batch` images (start of each block's backward).
     public func zeroBlock(batch: Int, kernels: any Kernels<T>) {
         for (p, n) in blockBuffers { kernels.zero(p, count: batch * n) }
+    }
+
+    /// The same buffers from image `b` on (one share of an image-parallel pass).
+    func images(from b: Int, config c: ViTConfig) -> ViTScratch {
+        guard b > 0 else { return self }
+        let C = c.dim, N = c.numTokens, Np = c.numPatches, NH = c.heads, HD = c.mlpHidden, H = c.imageSize
+        let K = 3 * c.patchSize * c.patchSize, ls = c.hasLayerScale ? N * C : 0
+        var v = self
+        v.dResidual += b * N * C; v.dClsNorm += b * C; v.dPatches += b * Np * C; v.dNormed += b * 3 * H * H
+        v.dBranch2 += b * ls; v.dGELU += b * N * HD; v.dFC1 += b * N * HD; v.dLN2 += b * N * C
+        v.dBranch1 += b * ls; v.dAttnOut += b * N * C; v.dQKV += b * N * 3 * C; v.dLN1 += b * N * C
+        v.dScores += b * NH * N * N; v.dCols += b * Np * K
+        v.stepBuffers = stepBuffers.map { ($0.0 + b * $0.1, $0.1) }
+        v.blockBuffers = blockBuffers.map { ($0.0 + b * $0.1, $0.1) }
+        return v
     }
 
     static func layout(_ c: ViTConfig, maxBatch B: Int) -> [(name: String, shape: [Int])] {

@@ -44,6 +44,16 @@ public final class ViT<T: NNScalar> {
     /// Whether the last forward stored every block's activations (what backward needs); false after a
     /// forward-only pass (`forward(…, storeCaches: false)`).
     public internal(set) var cachesStored = false
+    /// Image-parallel passes: with more than one worker, forward and backward split the batch into this many
+    /// contiguous shares of images and run each share's whole pass on its own thread, OpenBLAS at one thread
+    /// (``SingleThreadedBLAS/parallelShares(_:_:)``), instead of one pass whose GEMMs OpenBLAS splits. Parameter
+    /// gradients of every share but the first go to a private arena and are added into ``gradients`` at the
+    /// end of the backward. Worth it where the products are too small for OpenBLAS's threads to pay off (and
+    /// its packing per thread dominates): the default is `Parallel.threads` for ``ViTConfig/prefersImageParallel``
+    /// models, 1 otherwise. Same maths; the gradient sums round in a different order than with one share.
+    public var imageParallelWorkers: Int
+    /// Private parameter-gradient arenas of shares 2… of an image-parallel backward (made on first use).
+    var shareGradients: [(arena: Arena<T>, view: ViTParameters<T>)] = []
 
     // Cached sizes.
     let C: Int, N: Int, Np: Int, R: Int, NH: Int, HD: Int, P: Int, H: Int, K: Int, depth: Int
@@ -73,6 +83,12 @@ public final class ViT<T: NNScalar> {
         grads = ViTParameters(gradients, config: config)
         acts = ViTActivations(activations, config: config)
         scr = ViTScratch(scratch, config: config)
+        imageParallelWorkers = config.prefersImageParallel ? Parallel.threads : 1
+    }
+
+    /// The shares of a `B`-image batch an image-parallel pass splits it into (one share: a plain pass).
+    func imageShares(_ B: Int) -> [Range<Int>] {
+        Parallel.shares(B, parts: max(1, imageParallelWorkers))
     }
 
     /// timm parameter names and shapes, in timm's `state_dict` order.
