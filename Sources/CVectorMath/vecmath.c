@@ -332,11 +332,72 @@ PG_AVX2 static void layernorm_backward_avx2(float *dx, const float *dout, const 
     }
 }
 
+// ---------------------------------------------------------------------------------------------- AVX-512F path
+// Softmax rows only (attention's N×N probabilities, the largest element-wise work of a ViT step). exp is
+// 2^n·p(r) with n = round(x·log2 e), r = x − n·ln 2 (ln 2 in two parts) and p the same degree-6 polynomial as
+// the AVX2 path, assembled with vscalefps (no integer exponent arithmetic; it also flushes huge negative n to 0).
+
+#define PG_AVX512 __attribute__((target("avx512f")))
+
+PG_AVX512 static inline __m512 exp512(__m512 x) {
+    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(88.72283f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 z = _mm512_mul_ps(r, r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    __m512 er = _mm512_add_ps(_mm512_fmadd_ps(p, z, r), _mm512_set1_ps(1.0f));
+    __m512 y = _mm512_scalef_ps(er, n);
+    return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);   // NaN in → NaN out
+}
+
+PG_AVX512 static void softmax_row_avx512(float *out, const float *x, long n, float scale) {
+    long full = n & ~15L, rest = n - full;
+    __mmask16 tm = (__mmask16)((1u << rest) - 1u);
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    __mmask16 nan = 0;
+    for (long j = 0; j < full; j += 16) {
+        __m512 v = _mm512_loadu_ps(x + j);
+        vmax = _mm512_max_ps(vmax, v);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    }
+    if (rest) {
+        __m512 v = _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tm, x + full);
+        vmax = _mm512_max_ps(vmax, v);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    }
+    if (nan) { for (long j = 0; j < n; j++) out[j] = NAN; return; }
+    float mx = _mm512_reduce_max_ps(vmax);
+    __m512 vm = _mm512_set1_ps(mx), vs = _mm512_set1_ps(scale), acc = _mm512_setzero_ps();
+    for (long j = 0; j < full; j += 16) {
+        __m512 e = exp512(_mm512_mul_ps(vs, _mm512_sub_ps(_mm512_loadu_ps(x + j), vm)));
+        _mm512_storeu_ps(out + j, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    if (rest) {
+        __m512 e = exp512(_mm512_mul_ps(vs, _mm512_sub_ps(_mm512_maskz_loadu_ps(tm, x + full), vm)));
+        e = _mm512_maskz_mov_ps(tm, e);
+        _mm512_mask_storeu_ps(out + full, tm, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(acc));
+    for (long j = 0; j < full; j += 16) _mm512_storeu_ps(out + j, _mm512_mul_ps(_mm512_loadu_ps(out + j), inv));
+    if (rest) _mm512_mask_storeu_ps(out + full, tm, _mm512_mul_ps(_mm512_maskz_loadu_ps(tm, out + full), inv));
+}
+
 static int detect_avx2(void) {
     const char *force = getenv("PATCHGUARD_VECMATH");
     if (force && strcmp(force, "scalar") == 0) return 0;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
+    if (force && strcmp(force, "avx2") == 0) return 1;
+    return __builtin_cpu_supports("avx512f") ? 2 : 1;
 }
 #else
 static int detect_avx2(void) { return 0; }
@@ -361,7 +422,9 @@ int pg_vecmath_avx2(void) {
 void pg_softmax_row_using(int avx2, float *out, const float *x, long n, float scale) {
     if (n <= 0) return;
 #if PG_HAVE_AVX2_PATH
-    if (avx2 && pg_vecmath_avx2()) { softmax_row_avx2(out, x, n, scale); return; }
+    int level = pg_vecmath_avx2();
+    if (avx2 >= 2 && level >= 2) { softmax_row_avx512(out, x, n, scale); return; }
+    if (avx2 && level) { softmax_row_avx2(out, x, n, scale); return; }
 #endif
     softmax_row_scalar(out, x, n, scale);
 }

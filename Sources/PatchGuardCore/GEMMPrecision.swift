@@ -100,6 +100,43 @@ public enum BF16GEMM {
     public static func round(_ x: Float) -> Float { pg_bf16_round(x) }
 }
 
+/// fp32 small products on the calling thread with AVX-512F (the C kernel `pg_sgemm_small`, see gemm_bf16.h):
+/// what ``NNScalar/gemmSmall(transA:transB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)`` uses for attention's per-head
+/// products in fp32. Off on CPUs without AVX-512F (OpenBLAS then), or with `PATCHGUARD_SMALL_GEMM=0`.
+public enum SmallGEMM {
+    public static let enabled: Bool = {
+        if ProcessInfo.processInfo.environment["PATCHGUARD_SMALL_GEMM"] == "0" { return false }
+        return pg_avx512_supported() != 0
+    }()
+
+    /// The kernel itself; false when it did not run (no AVX-512F or no scratch memory).
+    @inlinable
+    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float,
+                            c: UnsafeMutablePointer<Float>, ldc: Int) -> Bool {
+        pg_sgemm_small(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) != 0
+    }
+
+    /// Floats of a packed op(B) (k×n) for ``packB(_:_:ldb:transB:k:n:)``.
+    @inlinable public static func packedCount(k: Int, n: Int) -> Int { pg_small_packed_b_count(k, n) }
+
+    /// Packs op(B) (k×n) into `packed` (``packedCount(k:n:)`` floats, 64-byte aligned). Only when ``enabled``.
+    @inlinable
+    public static func packB(_ packed: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, ldb: Int, transB: Bool,
+                             k: Int, n: Int) {
+        pg_small_pack_b(packed, b, ldb, transB ? 1 : 0, k, n)
+    }
+
+    /// C (m×n) = alpha·op(A)·B + beta·C with B packed by ``packB(_:_:ldb:transB:k:n:)``. Only when ``enabled``.
+    @inlinable
+    public static func compute(transA: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                               packedB: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        let start = GEMMCounter.enabled ? GEMMCounter.now() : 0
+        pg_small_compute(transA ? 1 : 0, c, ldc, a, lda, packedB, m, n, k, alpha, beta)
+        if start != 0 { GEMMCounter.record(since: start, m: m, n: n, k: k) }
+    }
+}
+
 /// Counts the `Float` GEMMs' FLOPs and time while ``enabled`` (off by default; `patchguard bench` turns it on):
 /// the benchmark's share of a step spent in GEMM and its FLOPs per image. A call's wall time counts in full when
 /// it had the machine (a multi-threaded GEMM from serial code) and 1/`Parallel.threads` of it when it ran on one

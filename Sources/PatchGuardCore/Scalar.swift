@@ -13,6 +13,24 @@ public protocol NNScalar: BinaryFloatingPoint & Real & Sendable & Codable where 
                      alpha: Self, a: UnsafePointer<Self>, lda: Int,
                      b: UnsafePointer<Self>, ldb: Int,
                      beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+
+    /// `gemm` for a small product on the calling thread (attention's per-head products, run on parallel
+    /// workers): for `Float` in fp32 on an AVX-512 CPU the small-product kernel (``SmallGEMM``), else `gemm`.
+    static func gemmSmall(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                          alpha: Self, a: UnsafePointer<Self>, lda: Int,
+                          b: UnsafePointer<Self>, ldb: Int,
+                          beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+}
+
+extension NNScalar {
+    @inlinable
+    public static func gemmSmall(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                                 alpha: Self, a: UnsafePointer<Self>, lda: Int,
+                                 b: UnsafePointer<Self>, ldb: Int,
+                                 beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int) {
+        gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+             beta: beta, c: c, ldc: ldc)
+    }
 }
 
 extension Float: NNScalar {
@@ -32,6 +50,24 @@ extension Float: NNScalar {
                         blasint(ldc))
         }
         if start != 0 { GEMMCounter.record(since: start, m: m, n: n, k: k) }
+    }
+
+    @inlinable
+    public static func gemmSmall(transA: Bool, transB: Bool, m: Int, n: Int, k: Int,
+                                 alpha: Float, a: UnsafePointer<Float>, lda: Int,
+                                 b: UnsafePointer<Float>, ldb: Int,
+                                 beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        guard m > 0, n > 0 else { return }
+        if GEMMPrecision.current == .fp32 && SmallGEMM.enabled {
+            let start = GEMMCounter.enabled ? GEMMCounter.now() : 0
+            if SmallGEMM.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                              b: b, ldb: ldb, beta: beta, c: c, ldc: ldc) {
+                if start != 0 { GEMMCounter.record(since: start, m: m, n: n, k: k) }
+                return
+            }
+        }
+        gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+             beta: beta, c: c, ldc: ldc)
     }
 }
 

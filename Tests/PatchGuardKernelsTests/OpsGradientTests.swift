@@ -245,3 +245,52 @@ struct OpsGradientTests {
         expectGradient("dPos", of: pos, analytic: dPos.added, loss: loss)
     }
 }
+
+/// The fused fp32 attention forward (AVX-512: kᵀ and v packed once per head, scores → softmax → output per block of
+/// `Attention.fusedRows` query rows) against the naive Double loops at a size with several row blocks and a tail
+/// (N = 2·64 + 5 tokens), head size 32 and strided q, k, v. Tolerance: fp32 dot products of 32 and 133 terms of
+/// O(1) values, relative to the largest output.
+@Suite(.enabled(if: SmallGEMM.enabled, "needs AVX-512F"))
+struct FusedAttentionTests {
+    @Test func fusedForwardMatchesTheNaiveLoops() {
+        let B = 2, N = 2 * Attention.fusedRows + 5, C = 64, NH = 2
+        var rng = SeededRNG(seed: 9)
+        let qkvD = randomTensor([B, N, 3 * C], &rng, std: 0.5), qkv = qkvD.converted(to: Float.self)
+        let out = Tensor<Float>(shape: [B, N, C]), probs = Tensor<Float>(shape: [B, NH, N, N])
+        out.buffer.update(repeating: .nan); probs.buffer.update(repeating: .nan)
+        Attention.forward(out.data, probs.data, qkv.data, batch: B, tokens: N, channels: C, heads: NH)
+        let refOut = Tensor<Double>(shape: [B, N, C]), refP = Tensor<Double>(shape: [B, NH, N, N])
+        Attention.naiveForward(refOut.data, refP.data, qkvD.data, batch: B, tokens: N, channels: C, heads: NH)
+        func worst(_ a: Tensor<Float>, _ b: Tensor<Double>) -> Double {
+            let scale = b.array.map(abs).max()!
+            return (0..<a.count).map { abs(Double(a[$0]) - b[$0]) / scale }.max()!
+        }
+        #expect(worst(out, refOut) < 1e-5, "output: \(worst(out, refOut))")
+        #expect(worst(probs, refP) < 1e-5, "probabilities: \(worst(probs, refP))")
+    }
+
+    /// The fused fp32 backward against the (unfused) Double backward on the same values, with and without a
+    /// gradient on the probabilities, added into a non-zero dQKV.
+    @Test(arguments: [false, true])
+    func fusedBackwardMatchesDouble(withProbsGradient: Bool) {
+        let B = 2, N = 2 * Attention.fusedRows + 5, C = 64, NH = 2
+        var rng = SeededRNG(seed: 10)
+        let qkvD = randomTensor([B, N, 3 * C], &rng, std: 0.5), dOutD = randomTensor([B, N, C], &rng)
+        let dPD = randomTensor([B, NH, N, N], &rng), startD = randomTensor([B, N, 3 * C], &rng)
+        let outD = Tensor<Double>(shape: [B, N, C]), probsD = Tensor<Double>(shape: [B, NH, N, N])
+        Attention.forward(outD.data, probsD.data, qkvD.data, batch: B, tokens: N, channels: C, heads: NH)
+        let dQKVD = startD.copy(), scratchD = Tensor<Double>(shape: [B, NH, N, N])
+        Attention.backward(dQKVD.data, scratchD.data, dOutD.data, withProbsGradient ? dPD.data : nil, qkvD.data,
+                           probsD.data, batch: B, tokens: N, channels: C, heads: NH)
+        let qkv = qkvD.converted(to: Float.self), dOut = dOutD.converted(to: Float.self)
+        let dP = dPD.converted(to: Float.self), dQKV = startD.converted(to: Float.self)
+        let out = Tensor<Float>(shape: [B, N, C]), probs = Tensor<Float>(shape: [B, NH, N, N])
+        let scratch = Tensor<Float>(shape: [B, NH, N, N], repeating: .nan)
+        Attention.forward(out.data, probs.data, qkv.data, batch: B, tokens: N, channels: C, heads: NH)
+        Attention.backward(dQKV.data, scratch.data, dOut.data, withProbsGradient ? dP.data : nil, qkv.data,
+                           probs.data, batch: B, tokens: N, channels: C, heads: NH)
+        let scale = dQKVD.array.map(abs).max()!
+        let worst = (0..<dQKV.count).map { abs(Double(dQKV[$0]) - dQKVD[$0]) / scale }.max()!
+        #expect(worst < 1e-5, "dQKV: \(worst) of its scale")
+    }
+}

@@ -62,6 +62,31 @@ void pg_gemm_count_add(uint64_t flops, uint64_t weighted_ns);
 void pg_gemm_count_read(uint64_t *flops, uint64_t *weighted_ns);
 void pg_gemm_count_reset(void);
 
+// ---- fp32 small products (gemm_small_f32.c)
+//
+// C (m×n) = beta·C + alpha·op(A)·op(B), row-major fp32 like cblas_sgemm, on the calling thread, for the many small
+// products of attention (per head: N×N×HS and N×HS×N): op(B) is packed into 16-column panels in a per-thread
+// scratch, A is read in place (broadcast per element, its rows or, with transA, its columns), and an 8×32 block of
+// C is kept in 16 zmm accumulators. Each C element is Σ_p a_ip·b_pj summed in p order with fp32 FMAs; beta 0 never
+// reads C. OpenBLAS packs both operands of every such product (with k = 32 the packing costs about as much as the
+// arithmetic).
+
+/// 1 when this CPU (and the OS) can run pg_sgemm_small (AVX-512F); else 0.
+int pg_avx512_supported(void);
+
+/// The product above; returns 1 when it computed C, 0 when it could not (no AVX-512F, or no scratch memory):
+/// the caller then uses another GEMM.
+int pg_sgemm_small(int transA, int transB, long m, long n, long k, float alpha, const float *a, long lda,
+                   const float *b, long ldb, float beta, float *c, long ldc);
+
+/// The two halves of pg_sgemm_small, for a caller that multiplies many row blocks by one packed op(B) (fused
+/// attention): the packed size in floats, the packing (bp 64-byte aligned), and C rows = op(A) rows · packed B.
+/// Only where pg_avx512_supported() is 1.
+long pg_small_packed_b_count(long k, long n);
+void pg_small_pack_b(float *bp, const float *b, long ldb, int transB, long k, long n);
+void pg_small_compute(int transA, float *c, long ldc, const float *a, long lda, const float *bp, long m, long n,
+                      long k, float alpha, float beta);
+
 #ifdef __cplusplus
 }
 #endif

@@ -15,7 +15,8 @@
 extern "C" {
 #endif
 
-/// 1 when the AVX2 + FMA path is in use on this CPU, else 0 (`PATCHGUARD_VECMATH=scalar` forces 0).
+/// The vector path in use on this CPU: 2 = AVX2 + FMA, and AVX-512F for softmax rows; 1 = AVX2 + FMA; 0 = scalar.
+/// `PATCHGUARD_VECMATH=scalar` forces 0, `PATCHGUARD_VECMATH=avx2` at most 1.
 int pg_vecmath_avx2(void);
 
 /// out[j] = softmax(scale·x)[j] over one row of n ≥ 1 values; out may alias x.
@@ -45,8 +46,8 @@ void pg_layernorm_forward_row(float *y, float *mean, float *rstd, const float *x
 void pg_layernorm_backward_row(float *dx, const float *dout, const float *x, const float *w, float mean,
                                float rstd, long c);
 
-/// The same four with the path chosen by the caller (avx2 = 1 only where pg_vecmath_avx2() is 1): tests compare
-/// both paths on one machine.
+/// The same with the path chosen by the caller (avx2 = a level up to pg_vecmath_avx2(); a function without an
+/// AVX-512 version runs its AVX2 one at level 2): tests compare the paths on one machine.
 void pg_softmax_row_using(int avx2, float *out, const float *x, long n, float scale);
 void pg_gelu_forward_using(int avx2, float *out, const float *x, long n);
 void pg_gelu_backward_using(int avx2, float *dx, const float *dout, const float *x, long n);

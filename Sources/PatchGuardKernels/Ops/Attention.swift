@@ -18,7 +18,9 @@ import PatchGuardCore
 /// `dQKV`. Work is split over (image, head) pairs on ``SingleThreadedBLAS/parallelFor(_:_:)``: each worker runs
 /// its pair's whole chain (score GEMM, softmax rows, value GEMM; strided operands, no copies) with OpenBLAS at one
 /// thread, so the score matrix stays in cache and the many small GEMMs pay no thread hand-off. Pairs write
-/// disjoint slices, so results do not depend on the split.
+/// disjoint slices, so results do not depend on the split. The per-head products go through
+/// ``NNScalar/gemmSmall(transA:transB:m:n:k:alpha:a:lda:b:ldb:beta:c:ldc:)`` (fp32 on AVX-512: a kernel that packs
+/// only one operand, as these products are too small for OpenBLAS's packing of both to pay off).
 public enum Attention {
     /// - Parameters:
     ///   - out: (B, N, C)
@@ -31,6 +33,13 @@ public enum Attention {
                                             heads NH: Int, dropMask: UnsafePointer<T>? = nil,
                                             dropped: UnsafeMutablePointer<T>? = nil) {
         precondition((dropMask == nil) == (dropped == nil), "attention dropout needs both a mask and a buffer")
+        if T.self == Float.self, dropMask == nil, SmallGEMM.enabled, GEMMPrecision.current == .fp32 {
+            forwardFused(UnsafeMutableRawPointer(out).assumingMemoryBound(to: Float.self),
+                         UnsafeMutableRawPointer(probs).assumingMemoryBound(to: Float.self),
+                         UnsafeRawPointer(qkv).assumingMemoryBound(to: Float.self), batch: B, tokens: N, channels: C,
+                         heads: NH)
+            return
+        }
         let hs = C / NH, c3 = 3 * C
         let scale = 1 / T(hs).squareRoot()
         SingleThreadedBLAS.parallelFor(B * NH) { bh in
@@ -38,7 +47,7 @@ public enum Attention {
             let q = qkv + b * N * c3 + h * hs, k = q + C, v = q + 2 * C
             let p = probs + bh * N * N
             // p (N, N) = scale · q (N, HS; ld 3C) · kᵀ
-            T.gemm(transA: false, transB: true, m: N, n: N, k: hs, alpha: scale, a: q, lda: c3, b: k, ldb: c3,
+            T.gemmSmall(transA: false, transB: true, m: N, n: N, k: hs, alpha: scale, a: q, lda: c3, b: k, ldb: c3,
                    beta: 0, c: p, ldc: N)
             for i in 0..<N { Softmax.forwardRow(p + i * N, p + i * N, length: N, scale: 1) }
             var mix = UnsafePointer(p)
@@ -48,8 +57,46 @@ public enum Attention {
                 mix = UnsafePointer(d)
             }
             // out_h (N, HS; ld C) = p̃ (N, N) · v (N, HS; ld 3C)
-            T.gemm(transA: false, transB: false, m: N, n: hs, k: N, alpha: 1, a: mix, lda: N, b: v, ldb: c3,
+            T.gemmSmall(transA: false, transB: false, m: N, n: hs, k: N, alpha: 1, a: mix, lda: N, b: v, ldb: c3,
                    beta: 0, c: out + b * N * C + h * hs, ldc: C)
+        }
+    }
+
+    /// Rows of the score matrix a fused forward computes, softmaxes and multiplies by v at a time (64 rows × N
+    /// scores stay in L1/L2 between the three steps).
+    @usableFromInline static let fusedRows = 64
+
+    /// `forward` without dropout in fp32 on an AVX-512 CPU: per (image, head) kᵀ and v are packed once
+    /// (``SmallGEMM``), then each block of ``fusedRows`` query rows gets its scores, their softmax and its output
+    /// while the block is in cache; `probs` is written once. Same formulas, sums in the same order per element as
+    /// the unfused path's products.
+    @usableFromInline
+    static func forwardFused(_ out: UnsafeMutablePointer<Float>, _ probs: UnsafeMutablePointer<Float>,
+                             _ qkv: UnsafePointer<Float>, batch B: Int, tokens N: Int, channels C: Int, heads NH: Int) {
+        let hs = C / NH, c3 = 3 * C
+        let scale = 1 / Float(hs).squareRoot()
+        let kCount = SmallGEMM.packedCount(k: hs, n: N), vCount = SmallGEMM.packedCount(k: N, n: hs)
+        SingleThreadedBLAS.parallelFor(B * NH) { bh in
+            let b = bh / NH, h = bh % NH
+            let q = qkv + b * N * c3 + h * hs, k = q + C, v = q + 2 * C
+            let p = probs + bh * N * N, o = out + b * N * C + h * hs
+            let packed = UnsafeMutableRawPointer.allocate(byteCount: (kCount + vCount) * 4, alignment: 64)
+                .assumingMemoryBound(to: Float.self)
+            defer { packed.deallocate() }
+            let kp = packed, vp = packed + kCount
+            SmallGEMM.packB(kp, k, ldb: c3, transB: true, k: hs, n: N)     // kᵀ (HS, N)
+            SmallGEMM.packB(vp, v, ldb: c3, transB: false, k: N, n: hs)    // v (N, HS)
+            var i0 = 0
+            while i0 < N {
+                let rows = min(fusedRows, N - i0)
+                // p[i0..<i0+rows] = scale · q[i0..<i0+rows] · kᵀ, softmax per row, out rows = p rows · v
+                SmallGEMM.compute(transA: false, m: rows, n: N, k: hs, alpha: scale, a: q + i0 * c3, lda: c3,
+                                  packedB: kp, beta: 0, c: p + i0 * N, ldc: N)
+                for i in i0..<(i0 + rows) { Softmax.forwardRow(p + i * N, p + i * N, length: N, scale: 1) }
+                SmallGEMM.compute(transA: false, m: rows, n: hs, k: N, alpha: 1, a: p + i0 * N, lda: N, packedB: vp,
+                                  beta: 0, c: o + i0 * C, ldc: C)
+                i0 += rows
+            }
         }
     }
 
@@ -72,6 +119,13 @@ public enum Attention {
                                              batch B: Int, tokens N: Int, channels C: Int, heads NH: Int,
                                              dropMask: UnsafePointer<T>? = nil, dropped: UnsafePointer<T>? = nil) {
         precondition((dropMask == nil) == (dropped == nil), "attention dropout needs both a mask and a buffer")
+        if T.self == Float.self, dropMask == nil, SmallGEMM.enabled, GEMMPrecision.current == .fp32 {
+            func f(_ p: UnsafePointer<T>) -> UnsafePointer<Float> { UnsafeRawPointer(p).assumingMemoryBound(to: Float.self) }
+            backwardFused(UnsafeMutableRawPointer(dQKV).assumingMemoryBound(to: Float.self),
+                          UnsafeMutableRawPointer(dScores).assumingMemoryBound(to: Float.self), f(dOut),
+                          dProbsIn.map(f), f(qkv), f(probs), batch: B, tokens: N, channels: C, heads: NH)
+            return
+        }
         let hs = C / NH, c3 = 3 * C
         let scale = 1 / T(hs).squareRoot()
         SingleThreadedBLAS.parallelFor(B * NH) { bh in
@@ -82,7 +136,7 @@ public enum Attention {
             let p = probs + bh * N * N, dp = dScores + bh * N * N
             if let dropMask, let dropped {
                 // dP̃ (N, N) = dOut_h · vᵀ;  dP = dP̃ ⊙ mask (+ dProbsIn);  dV += P̃ᵀ · dOut_h
-                T.gemm(transA: false, transB: true, m: N, n: N, k: hs, alpha: 1, a: dO, lda: C, b: v, ldb: c3,
+                T.gemmSmall(transA: false, transB: true, m: N, n: N, k: hs, alpha: 1, a: dO, lda: C, b: v, ldb: c3,
                        beta: 0, c: dp, ldc: N)
                 let m = dropMask + bh * N * N
                 for i in 0..<(N * N) { dp[i] *= m[i] }
@@ -90,15 +144,15 @@ public enum Attention {
                     let e = dProbsIn + bh * N * N
                     for i in 0..<(N * N) { dp[i] += e[i] }
                 }
-                T.gemm(transA: true, transB: false, m: N, n: hs, k: N, alpha: 1, a: dropped + bh * N * N, lda: N,
+                T.gemmSmall(transA: true, transB: false, m: N, n: hs, k: N, alpha: 1, a: dropped + bh * N * N, lda: N,
                        b: dO, ldb: C, beta: 1, c: dv, ldc: c3)
             } else {
                 if let dProbsIn { dp.update(from: dProbsIn + bh * N * N, count: N * N) }
                 // dP (N, N) (+)= dOut_h (N, HS; ld C) · vᵀ
-                T.gemm(transA: false, transB: true, m: N, n: N, k: hs, alpha: 1, a: dO, lda: C, b: v, ldb: c3,
+                T.gemmSmall(transA: false, transB: true, m: N, n: N, k: hs, alpha: 1, a: dO, lda: C, b: v, ldb: c3,
                        beta: dProbsIn == nil ? 0 : 1, c: dp, ldc: N)
                 // dV (N, HS; ld 3C) += Pᵀ · dOut_h
-                T.gemm(transA: true, transB: false, m: N, n: hs, k: N, alpha: 1, a: p, lda: N, b: dO, ldb: C,
+                T.gemmSmall(transA: true, transB: false, m: N, n: hs, k: N, alpha: 1, a: p, lda: N, b: dO, ldb: C,
                        beta: 1, c: dv, ldc: c3)
             }
             for i in 0..<N {
@@ -107,11 +161,63 @@ public enum Attention {
                 for j in 0..<N { dr[j] = scale * pr[j] * (dr[j] - dot) }
             }
             // dQ (N, HS; ld 3C) += dS · K
-            T.gemm(transA: false, transB: false, m: N, n: hs, k: N, alpha: 1, a: dp, lda: N, b: k, ldb: c3,
+            T.gemmSmall(transA: false, transB: false, m: N, n: hs, k: N, alpha: 1, a: dp, lda: N, b: k, ldb: c3,
                    beta: 1, c: dq, ldc: c3)
             // dK (N, HS; ld 3C) += dSᵀ · Q
-            T.gemm(transA: true, transB: false, m: N, n: hs, k: N, alpha: 1, a: dp, lda: N, b: q, ldb: c3,
+            T.gemmSmall(transA: true, transB: false, m: N, n: hs, k: N, alpha: 1, a: dp, lda: N, b: q, ldb: c3,
                    beta: 1, c: dk, ldc: c3)
+        }
+    }
+
+    /// `backward` without dropout in fp32 on an AVX-512 CPU, the fused forward's counterpart: per (image, head) vᵀ,
+    /// k, dOut_h and q are packed once; each block of ``fusedRows`` rows gets dP, dS and its dQ rows while in cache;
+    /// then dV += Pᵀ·dOut_h and dK += dSᵀ·Q over the whole head.
+    @usableFromInline
+    static func backwardFused(_ dQKV: UnsafeMutablePointer<Float>, _ dScores: UnsafeMutablePointer<Float>,
+                              _ dOut: UnsafePointer<Float>, _ dProbsIn: UnsafePointer<Float>?,
+                              _ qkv: UnsafePointer<Float>, _ probs: UnsafePointer<Float>, batch B: Int, tokens N: Int,
+                              channels C: Int, heads NH: Int) {
+        let hs = C / NH, c3 = 3 * C
+        let scale = 1 / Float(hs).squareRoot()
+        let tCount = SmallGEMM.packedCount(k: hs, n: N), nCount = SmallGEMM.packedCount(k: N, n: hs)
+        SingleThreadedBLAS.parallelFor(B * NH) { bh in
+            let b = bh / NH, h = bh % NH
+            let q = qkv + b * N * c3 + h * hs, k = q + C, v = q + 2 * C
+            let dq = dQKV + b * N * c3 + h * hs, dk = dq + C, dv = dq + 2 * C
+            let dO = dOut + b * N * C + h * hs
+            let p = probs + bh * N * N, dp = dScores + bh * N * N
+            let packed = UnsafeMutableRawPointer.allocate(byteCount: (tCount + 3 * nCount) * 4, alignment: 64)
+                .assumingMemoryBound(to: Float.self)
+            defer { packed.deallocate() }
+            let vt = packed, kp = vt + tCount, dOp = kp + nCount, qp = dOp + nCount
+            SmallGEMM.packB(vt, v, ldb: c3, transB: true, k: hs, n: N)       // vᵀ (HS, N)
+            SmallGEMM.packB(kp, k, ldb: c3, transB: false, k: N, n: hs)      // k (N, HS)
+            SmallGEMM.packB(dOp, dO, ldb: C, transB: false, k: N, n: hs)     // dOut_h (N, HS)
+            SmallGEMM.packB(qp, q, ldb: c3, transB: false, k: N, n: hs)      // q (N, HS)
+            var i0 = 0
+            while i0 < N {
+                let rows = min(fusedRows, N - i0)
+                let dpRows = dp + i0 * N
+                // dP rows (+)= dOut_h rows · vᵀ
+                if let dProbsIn { dpRows.update(from: dProbsIn + bh * N * N + i0 * N, count: rows * N) }
+                SmallGEMM.compute(transA: false, m: rows, n: N, k: hs, alpha: 1, a: dO + i0 * C, lda: C, packedB: vt,
+                                  beta: dProbsIn == nil ? 0 : 1, c: dpRows, ldc: N)
+                // dS = scale · P ⊙ (dP − rowsum(dP ⊙ P))
+                for i in i0..<(i0 + rows) {
+                    let pr = p + i * N, dr = dp + i * N
+                    let dot = Softmax.dot(pr, UnsafePointer(dr), N)
+                    for j in 0..<N { dr[j] = scale * pr[j] * (dr[j] - dot) }
+                }
+                // dQ rows += dS rows · K
+                SmallGEMM.compute(transA: false, m: rows, n: hs, k: N, alpha: 1, a: dpRows, lda: N, packedB: kp,
+                                  beta: 1, c: dq + i0 * c3, ldc: c3)
+                i0 += rows
+            }
+            // dV += Pᵀ · dOut_h;  dK += dSᵀ · Q
+            SmallGEMM.compute(transA: true, m: N, n: hs, k: N, alpha: 1, a: p, lda: N, packedB: dOp, beta: 1, c: dv,
+                              ldc: c3)
+            SmallGEMM.compute(transA: true, m: N, n: hs, k: N, alpha: 1, a: dp, lda: N, packedB: qp, beta: 1, c: dk,
+                              ldc: c3)
         }
     }
 
