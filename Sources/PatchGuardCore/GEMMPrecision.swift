@@ -121,10 +121,14 @@ public enum SmallGEMM {
     @inlinable public static func packedCount(k: Int, n: Int) -> Int { pg_small_packed_b_count(k, n) }
 
     /// Packs op(B) (k×n) into `packed` (``packedCount(k:n:)`` floats, 64-byte aligned). Only when ``enabled``.
+    /// The benchmark's GEMM share counts the packing as GEMM time.
     @inlinable
     public static func packB(_ packed: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, ldb: Int, transB: Bool,
                              k: Int, n: Int) {
+        // Timed as GEMM work (no FLOPs), as OpenBLAS's own packing is inside its calls.
+        let start = GEMMCounter.enabled ? GEMMCounter.now() : 0
         pg_small_pack_b(packed, b, ldb, transB ? 1 : 0, k, n)
+        if start != 0 { GEMMCounter.record(since: start, m: 0, n: 0, k: 0) }
     }
 
     /// C (m×n) = alpha·op(A)·B + beta·C with B packed by ``packB(_:_:ldb:transB:k:n:)``. Only when ``enabled``.

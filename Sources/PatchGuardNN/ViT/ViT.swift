@@ -1,3 +1,4 @@
+import Foundation
 import PatchGuardCore
 
 /// A pre-norm Vision Transformer (timm `VisionTransformer` layout) with hand-written forward and backward.
@@ -47,10 +48,9 @@ public final class ViT<T: NNScalar> {
     /// Image-parallel passes: with more than one worker, forward and backward split the batch into this many
     /// contiguous shares of images and run each share's whole pass on its own thread, OpenBLAS at one thread
     /// (``SingleThreadedBLAS/parallelShares(_:_:)``), instead of one pass whose GEMMs OpenBLAS splits. Parameter
-    /// gradients of every share but the first go to a private arena and are added into ``gradients`` at the
-    /// end of the backward. Worth it where the products are too small for OpenBLAS's threads to pay off (and
-    /// its packing per thread dominates): the default is `Parallel.threads` for ``ViTConfig/prefersImageParallel``
-    /// models, 1 otherwise. Same maths; the gradient sums round in a different order than with one share.
+    /// gradients of every share but the first go to a private arena (one parameter set each, made on first use)
+    /// and are added into ``gradients`` at the end of the backward. Default: ``defaultImageParallelWorkers``.
+    /// Same maths; the gradient sums round in a different order than with one share.
     public var imageParallelWorkers: Int
     /// Private parameter-gradient arenas of shares 2… of an image-parallel backward (made on first use).
     var shareGradients: [(arena: Arena<T>, view: ViTParameters<T>)] = []
@@ -83,7 +83,14 @@ public final class ViT<T: NNScalar> {
         grads = ViTParameters(gradients, config: config)
         acts = ViTActivations(activations, config: config)
         scr = ViTScratch(scratch, config: config)
-        imageParallelWorkers = config.prefersImageParallel ? Parallel.threads : 1
+        imageParallelWorkers = ViT.defaultImageParallelWorkers
+    }
+
+    /// `Parallel.threads`, or 1 with `PATCHGUARD_IMAGE_PARALLEL=0`. Measured on 2 Zen 4 cores (best of 3
+    /// interleaved runs, README "Performance notes"): faster than threaded GEMMs for every preset, most for narrow
+    /// models (`vit_cpu_tiny` train +15–25 %, ViT-Ti +40 %; ViT-S/14 bf16 +10–16 %, fp32 0–7 %).
+    public static var defaultImageParallelWorkers: Int {
+        ProcessInfo.processInfo.environment["PATCHGUARD_IMAGE_PARALLEL"] == "0" ? 1 : Parallel.threads
     }
 
     /// The shares of a `B`-image batch an image-parallel pass splits it into (one share: a plain pass).

@@ -1,4 +1,3 @@
-import Foundation
 import PatchGuardCore
 
 /// Hyper-parameters of a ``ViT`` (timm `VisionTransformer` vocabulary). JSON keys are snake_case.
@@ -69,13 +68,6 @@ public struct ViTConfig: Codable, Equatable, Sendable {
 
     // MARK: derived sizes
 
-    /// Whether forward and backward run image-parallel by default (``ViT/imageParallelWorkers``): for narrow
-    /// models, whose (tokens × dim) · (dim × 3·dim) products are too small for OpenBLAS's threads to pay off.
-    /// Measured with `make bench` (README, "Performance notes").
-    public var prefersImageParallel: Bool {
-        if let s = ProcessInfo.processInfo.environment["PATCHGUARD_IMAGE_PARALLEL"] { return s == "1" }
-        return dim <= 256
-    }
 
     public var gridSize: Int { imageSize / patchSize }
     public var numPatches: Int { gridSize * gridSize }
