@@ -333,7 +333,7 @@ PG_AVX2 static void layernorm_backward_avx2(float *dx, const float *dout, const 
 }
 
 // ---------------------------------------------------------------------------------------------- AVX-512F path
-// Softmax rows only (attention's N×N probabilities, the largest element-wise work of a ViT step). exp is
+// Softmax rows (attention's N×N probabilities, the largest element-wise work of a ViT step) and GELU. exp is
 // 2^n·p(r) with n = round(x·log2 e), r = x − n·ln 2 (ln 2 in two parts) and p the same degree-6 polynomial as
 // the AVX2 path, assembled with vscalefps (no integer exponent arithmetic; it also flushes huge negative n to 0).
 
@@ -391,6 +391,65 @@ PG_AVX512 static void softmax_row_avx512(float *out, const float *x, long n, flo
     if (rest) _mm512_mask_storeu_ps(out + full, tm, _mm512_mul_ps(_mm512_maskz_loadu_ps(tm, out + full), inv));
 }
 
+PG_AVX512 static inline __m512 erf512(__m512 a) {
+    __m512 x = _mm512_min_ps(_mm512_max_ps(a, _mm512_set1_ps(-4.0f)), _mm512_set1_ps(4.0f));
+    x = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), a);
+    __m512 x2 = _mm512_mul_ps(x, x);
+    __m512 p = _mm512_set1_ps(-2.72614225801306e-10f);
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(2.77068142495902e-08f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-2.10102402082508e-06f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-5.69250639462346e-05f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-7.34990630326855e-04f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-2.95459980854025e-03f));
+    p = _mm512_fmadd_ps(p, x2, _mm512_set1_ps(-1.60960333262415e-02f));
+    p = _mm512_mul_ps(p, x);
+    __m512 q = _mm512_set1_ps(-1.45660718464996e-05f);
+    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-2.13374055278905e-04f));
+    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-1.68282697438203e-03f));
+    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-7.37332916720468e-03f));
+    q = _mm512_fmadd_ps(q, x2, _mm512_set1_ps(-1.42647390514189e-02f));
+    return _mm512_div_ps(p, q);
+}
+
+PG_AVX512 static inline __m512 cdf512(__m512 x) {
+    const __m512 half = _mm512_set1_ps(0.5f);
+    return _mm512_fmadd_ps(half, erf512(_mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f))), half);
+}
+
+// GELU forward and backward (the MLP's element-wise work): the AVX2 formulas in 16 lanes, masked tails.
+PG_AVX512 static void gelu_forward_avx512(float *out, const float *x, long n) {
+    long full = n & ~15L, rest = n - full;
+    for (long i = 0; i < full; i += 16) {
+        __m512 v = _mm512_loadu_ps(x + i);
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(v, cdf512(v)));
+    }
+    if (rest) {
+        __mmask16 tm = (__mmask16)((1u << rest) - 1u);
+        __m512 v = _mm512_maskz_loadu_ps(tm, x + full);
+        _mm512_mask_storeu_ps(out + full, tm, _mm512_mul_ps(v, cdf512(v)));
+    }
+}
+
+PG_AVX512 static inline __m512 gelu_grad512(__m512 v) {
+    __m512 pdf = _mm512_mul_ps(exp512(_mm512_mul_ps(_mm512_set1_ps(-0.5f), _mm512_mul_ps(v, v))),
+                               _mm512_set1_ps(0.3989422804014327f));
+    return _mm512_fmadd_ps(v, pdf, cdf512(v));
+}
+
+PG_AVX512 static void gelu_backward_avx512(float *dx, const float *dout, const float *x, long n) {
+    long full = n & ~15L, rest = n - full;
+    for (long i = 0; i < full; i += 16) {
+        __m512 d = gelu_grad512(_mm512_loadu_ps(x + i));
+        _mm512_storeu_ps(dx + i, _mm512_fmadd_ps(_mm512_loadu_ps(dout + i), d, _mm512_loadu_ps(dx + i)));
+    }
+    if (rest) {
+        __mmask16 tm = (__mmask16)((1u << rest) - 1u);
+        __m512 d = gelu_grad512(_mm512_maskz_loadu_ps(tm, x + full));
+        _mm512_mask_storeu_ps(dx + full, tm, _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tm, dout + full), d,
+                                                             _mm512_maskz_loadu_ps(tm, dx + full)));
+    }
+}
+
 static int detect_avx2(void) {
     const char *force = getenv("PATCHGUARD_VECMATH");
     if (force && strcmp(force, "scalar") == 0) return 0;
@@ -432,6 +491,7 @@ void pg_softmax_row_using(int avx2, float *out, const float *x, long n, float sc
 void pg_gelu_forward_using(int avx2, float *out, const float *x, long n) {
     if (n <= 0) return;
 #if PG_HAVE_AVX2_PATH
+    if (avx2 >= 2 && pg_vecmath_avx2() >= 2) { gelu_forward_avx512(out, x, n); return; }
     if (avx2 && pg_vecmath_avx2()) { gelu_forward_avx2(out, x, n); return; }
 #endif
     gelu_forward_scalar(out, x, n);
@@ -440,6 +500,7 @@ void pg_gelu_forward_using(int avx2, float *out, const float *x, long n) {
 void pg_gelu_backward_using(int avx2, float *dx, const float *dout, const float *x, long n) {
     if (n <= 0) return;
 #if PG_HAVE_AVX2_PATH
+    if (avx2 >= 2 && pg_vecmath_avx2() >= 2) { gelu_backward_avx512(dx, dout, x, n); return; }
     if (avx2 && pg_vecmath_avx2()) { gelu_backward_avx2(dx, dout, x, n); return; }
 #endif
     gelu_backward_scalar(dx, dout, x, n);

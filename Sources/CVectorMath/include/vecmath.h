@@ -15,7 +15,7 @@
 extern "C" {
 #endif
 
-/// The vector path in use on this CPU: 2 = AVX2 + FMA, and AVX-512F for softmax rows; 1 = AVX2 + FMA; 0 = scalar.
+/// The vector path in use on this CPU: 2 = AVX2 + FMA, and AVX-512F for softmax rows and GELU; 1 = AVX2 + FMA; 0 = scalar.
 /// `PATCHGUARD_VECMATH=scalar` forces 0, `PATCHGUARD_VECMATH=avx2` at most 1.
 int pg_vecmath_avx2(void);
 
