@@ -92,7 +92,7 @@ bench: build
 	  PATCHGUARD_THREADS=$(BENCH_THREADS) $(BIN) bench --precision $$p --no-unet --arch vit_cpu_tiny --image-size 112 --batch 16 || exit 1; \
 	  PATCHGUARD_THREADS=$(BENCH_THREADS) $(BIN) bench --precision $$p || exit 1; \
 	done
-	@if python3 -c "import torch, timm, diffusers" 2>/dev/null; then \
+	@if python3 -c "import sys; sys.path.insert(0, 'Tools'); import timm_env; timm_env.import_timm(); timm_env.import_diffusers()" 2>/dev/null; then \
 	  for p in $(BENCH_PRECISIONS); do \
 	    echo "== PyTorch on the same shapes ($(BENCH_THREADS) threads), $$p"; \
 	    python3 Tools/bench_torch.py --threads $(BENCH_THREADS) --precision $$p --archs vit_cpu_tiny --image-size 112 --batch 16 && \

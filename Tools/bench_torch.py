@@ -53,7 +53,11 @@ UNET_CONFIG = dict(in_channels=3, out_channels=3, block_out_channels=(32, 64, 64
 
 def run_unet(step, args):
     import torch
-    import diffusers
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import timm_env
+
+    diffusers = timm_env.import_diffusers()
 
     torch.manual_seed(0)
     config = dict(UNET_CONFIG)

@@ -25,8 +25,12 @@ import os
 import sys
 
 import torch
-import diffusers
-from diffusers import UNet2DModel
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import timm_env  # noqa: E402  (diffusers' U-Net imports torchvision: the same shim as timm)
+
+diffusers = timm_env.import_diffusers()
+UNet2DModel = diffusers.UNet2DModel
 
 _ST_DTYPES = {torch.float64: "F64", torch.float32: "F32"}
 

@@ -39,16 +39,30 @@ def _torchvision_ops_loadable() -> bool:
         return False
 
 
-def import_timm():
-    """Return the ``timm`` module, applying the torchvision shim if (and only if) needed."""
+def install_torchvision_shim():
+    """Define the two torchvision op schemas if (and only if) torchvision's ``_C`` cannot load. Needed before
+    importing anything that imports torchvision: timm, and diffusers' U-Net (``import_diffusers``)."""
     global _SHIM_LIB
     if _SHIM_LIB is None and not _torchvision_ops_loadable():
         _SHIM_LIB = torch.library.Library("torchvision", "DEF")
         _SHIM_LIB.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
         _SHIM_LIB.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+
+
+def import_timm():
+    """Return the ``timm`` module, applying the torchvision shim if (and only if) needed."""
+    install_torchvision_shim()
     import timm  # noqa: E402
 
     return timm
+
+
+def import_diffusers():
+    """Return the ``diffusers`` module (its U-Net imports torchvision too), with the same shim."""
+    install_torchvision_shim()
+    import diffusers  # noqa: E402
+
+    return diffusers
 
 
 def torchvision_shimmed() -> bool:
