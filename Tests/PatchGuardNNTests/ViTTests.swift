@@ -133,6 +133,40 @@ struct ViTTests {
         try m.backward(dFeatures: [3: r.data])  // a caching forward makes backward legal again
     }
 
+    /// The LayerNorm and GELU outputs are not stored per block (``ViTActivations/ln``, ``ViTActivations/gelu``):
+    /// a backward with parameter gradients recomputes them bit for bit (one block: the forward's GELU output is
+    /// still in the shared buffer to compare with); one without parameter gradients does not touch them;
+    /// `norm1Output` needs a caching forward.
+    @Test func sharedNormAndGELUBuffersAreRecomputedExactly() throws {
+        let cfg = ViTConfig(imageSize: 8, patchSize: 4, dim: 12, depth: 1, heads: 3, mlpRatio: 1.5, layerScale: 0.5,
+                            numClasses: 0)
+        let B = 2, N = cfg.numTokens, C = cfg.dim, HD = cfg.mlpHidden
+        let m = try ViT<Float>(config: cfg, maxBatch: B)
+        Self.randomizeParameters(m, seed: 51)
+        var rng = SeededRNG(seed: 52)
+        let image = uniformTensor([B, 3, 8, 8], &rng, lo: 0, hi: 1).converted(to: Float.self)
+        let r = randomTensor([B, cfg.numPatches, C], &rng).converted(to: Float.self)
+        try m.forward(images: image, featureLayers: [1])
+        let gelu = Array(UnsafeBufferPointer(start: m.acts.gelu, count: B * N * HD))
+        let ln2 = Array(UnsafeBufferPointer(start: m.acts.ln, count: B * N * C))
+        let dImage = Tensor<Float>(shape: [B, 3, 8, 8])
+        try m.backward(dFeatures: [1: r.data], computeParameterGradients: false, dImage: dImage.data)
+        #expect(Array(UnsafeBufferPointer(start: m.acts.gelu, count: gelu.count)) == gelu)
+        #expect(Array(UnsafeBufferPointer(start: m.acts.ln, count: ln2.count)) == ln2)
+        m.acts.gelu.update(repeating: .nan, count: gelu.count)
+        m.gradients.zero()
+        try m.backward(dFeatures: [1: r.data], computeParameterGradients: true)
+        #expect(Array(UnsafeBufferPointer(start: m.acts.gelu, count: gelu.count)) == gelu)
+        #expect(m.gradients.storage.buffer.allSatisfy { $0.isFinite })
+        let norm1 = try m.norm1Output(layer: 1)
+        #expect(norm1.shape == [B, N, C])
+        #expect(Array(UnsafeBufferPointer(start: m.acts.ln, count: B * N * C)) != ln2)  // norm1, not norm2
+        try m.forward(images: image, featureLayers: [1], storeCaches: false)
+        #expect(throws: PatchGuardError.self) { try m.norm1Output(layer: 1) }
+        try m.forward(images: image, featureLayers: [1])
+        #expect(throws: PatchGuardError.self) { try m.norm1Output(layer: 2) }
+    }
+
     /// An image-parallel pass (uneven shares: 5 images over 3 workers) computes what one plain pass does: the same
     /// features, attention, logits, and the same gradients added into non-zero parameter gradients, `dImage` and
     /// both capture kinds; also on the early-stopping capture-only path (Grad-CAM).

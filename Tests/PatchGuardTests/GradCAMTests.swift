@@ -157,8 +157,7 @@ struct GradCAMTests {
             case .residual:
                 x0 = Array(model.blockOutput(layer: layer).buffer); start = layer
             case .norm1:
-                x0 = Array(UnsafeBufferPointer(start: model.activations.pointer("blocks.\(layer - 1).ln1"),
-                                               count: B * N * C))
+                x0 = Array(try model.norm1Output(layer: layer).buffer)
                 start = layer - 1
             }
             func logits(_ x: [Double]) -> [Double] {

@@ -224,7 +224,7 @@ extension GradCAM {
         case .norm1:
             try model.backward(dLogits: UnsafePointer(dLogits.data), computeParameterGradients: false,
                                norm1Gradients: [l: dSite.data])
-            acts = UnsafePointer(model.norm1Output(layer: l).data)
+            acts = UnsafePointer(try model.norm1Output(layer: l).data)
         }
         let grads = UnsafePointer(dSite.data)
         let activations = Tensor<T>(shape: [batch, Np, C]), gradients = Tensor<T>(shape: [batch, Np, C])

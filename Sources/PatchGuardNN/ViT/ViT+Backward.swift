@@ -106,7 +106,7 @@ extension ViT {
                         norm1Gradients: [Int: UnsafeMutablePointer<T>], needAll: Bool, outputCaptures: [Int],
                         norm1Captures: [Int]) {
         let k = kernels, p = params, a = acts.images(from: b0, config: config), s = scr.images(from: b0, config: config)
-        let BN = B * N
+        let BN = B * N, eps = T(config.lnEps)
         func needBranches(_ i: Int) -> Bool {
             needAll || outputCaptures.contains { $0 < i } || norm1Captures.contains { $0 <= i }
         }
@@ -143,10 +143,17 @@ extension ViT {
                 dFC2 = s.dBranch2
                 k.residualBackward(nil, dFC2, bg?.ls2Gamma, dResidual, ba.fc2, gamma, rows: BN, channels: C)
             }
-            k.linearBackward(s.dGELU, bg?.fc2Weight, bg?.fc2Bias, dFC2, ba.gelu, bp.fc2Weight, rows: BN,
+            // Weight gradients read the products' inputs, which the forward did not keep (``ViTActivations/ln``,
+            // ``ViTActivations/gelu``): recompute each from its stored input, only when they are wanted.
+            if bg != nil { k.geluForward(a.gelu, ba.fc1, count: BN * HD) }
+            k.linearBackward(s.dGELU, bg?.fc2Weight, bg?.fc2Bias, dFC2, a.gelu, bp.fc2Weight, rows: BN,
                              inFeatures: HD, outFeatures: C)
             k.geluBackward(s.dFC1, s.dGELU, ba.fc1, count: BN * HD)
-            k.linearBackward(s.dLN2, bg?.fc1Weight, bg?.fc1Bias, s.dFC1, ba.ln2, bp.fc1Weight, rows: BN,
+            if bg != nil {
+                k.layerNormForward(a.ln, ba.ln2Mean, ba.ln2Rstd, ba.x2, bp.norm2Weight, bp.norm2Bias, rows: BN,
+                                   channels: C, eps: eps)
+            }
+            k.linearBackward(s.dLN2, bg?.fc1Weight, bg?.fc1Bias, s.dFC1, a.ln, bp.fc1Weight, rows: BN,
                              inFeatures: C, outFeatures: HD)
             k.layerNormBackward(dResidual, bg?.norm2Weight, bg?.norm2Bias, s.dLN2, ba.x2, bp.norm2Weight, ba.ln2Mean,
                                 ba.ln2Rstd, rows: BN, channels: C)
@@ -161,7 +168,11 @@ extension ViT {
                              inFeatures: C, outFeatures: C)
             k.attentionBackward(s.dQKV, s.dScores, s.dAttnOut, dAttention[i + 1], ba.qkv, ba.probs, batch: B,
                                 tokens: N, channels: C, heads: NH, dropMask: nil, dropped: nil)
-            k.linearBackward(s.dLN1, bg?.qkvWeight, bg?.qkvBias, s.dQKV, ba.ln1, bp.qkvWeight, rows: BN,
+            if bg != nil {
+                k.layerNormForward(a.ln, ba.ln1Mean, ba.ln1Rstd, x, bp.norm1Weight, bp.norm1Bias, rows: BN,
+                                   channels: C, eps: eps)
+            }
+            k.linearBackward(s.dLN1, bg?.qkvWeight, bg?.qkvBias, s.dQKV, a.ln, bp.qkvWeight, rows: BN,
                              inFeatures: C, outFeatures: 3 * C)
             if let capture = norm1Gradients[i + 1] { k.addInto(capture, s.dLN1, count: BN * C) }
             if !needBelowNorm1(i) { return }

@@ -62,19 +62,20 @@ extension ViT {
         for i in 0..<depth {
             // Forward-only: block 1's buffers for every block (block i reads x = block 1's `out` before it
             // rewrites `out` from `x2`, so reusing them is safe); features still go to layer i's own buffer.
+            // The LayerNorm and GELU outputs go to buffers shared by every block (the backward recomputes them).
             let bp = p.blocks[i], ba = a.blocks[storeCaches ? i : 0]
-            k.layerNormForward(ba.ln1, ba.ln1Mean, ba.ln1Rstd, x, bp.norm1Weight, bp.norm1Bias, rows: BN, channels: C,
+            k.layerNormForward(a.ln, ba.ln1Mean, ba.ln1Rstd, x, bp.norm1Weight, bp.norm1Bias, rows: BN, channels: C,
                                eps: eps)
-            k.linearForward(ba.qkv, ba.ln1, bp.qkvWeight, bp.qkvBias, rows: BN, inFeatures: C, outFeatures: 3 * C)
+            k.linearForward(ba.qkv, a.ln, bp.qkvWeight, bp.qkvBias, rows: BN, inFeatures: C, outFeatures: 3 * C)
             k.attentionForward(ba.attnOut, ba.probs, ba.qkv, batch: B, tokens: N, channels: C, heads: NH,
                                dropMask: nil, dropped: nil)
             k.linearForward(ba.proj, ba.attnOut, bp.projWeight, bp.projBias, rows: BN, inFeatures: C, outFeatures: C)
             k.residualForward(ba.x2, x, ba.proj, bp.ls1Gamma, rows: BN, channels: C)
-            k.layerNormForward(ba.ln2, ba.ln2Mean, ba.ln2Rstd, ba.x2, bp.norm2Weight, bp.norm2Bias, rows: BN,
+            k.layerNormForward(a.ln, ba.ln2Mean, ba.ln2Rstd, ba.x2, bp.norm2Weight, bp.norm2Bias, rows: BN,
                                channels: C, eps: eps)
-            k.linearForward(ba.fc1, ba.ln2, bp.fc1Weight, bp.fc1Bias, rows: BN, inFeatures: C, outFeatures: HD)
-            k.geluForward(ba.gelu, ba.fc1, count: BN * HD)
-            k.linearForward(ba.fc2, ba.gelu, bp.fc2Weight, bp.fc2Bias, rows: BN, inFeatures: HD, outFeatures: C)
+            k.linearForward(ba.fc1, a.ln, bp.fc1Weight, bp.fc1Bias, rows: BN, inFeatures: C, outFeatures: HD)
+            k.geluForward(a.gelu, ba.fc1, count: BN * HD)
+            k.linearForward(ba.fc2, a.gelu, bp.fc2Weight, bp.fc2Bias, rows: BN, inFeatures: HD, outFeatures: C)
             k.residualForward(ba.out, ba.x2, ba.fc2, bp.ls2Gamma, rows: BN, channels: C)
             x = ba.out
 

@@ -57,9 +57,9 @@ public struct ViTParameters<T: NNScalar> {
     }
 }
 
-/// One block's forward activations and caches.
+/// One block's forward activations and caches. The LayerNorm outputs and the GELU output are not among them: they
+/// are recomputed from what is (``ViTActivations/ln``, ``ViTActivations/gelu``).
 public struct ViTBlockActivations<T: NNScalar> {
-    public internal(set) var ln1: UnsafeMutablePointer<T>           // (B, N, C) norm1 output
     public internal(set) var ln1Mean: UnsafeMutablePointer<T>       // (B, N)
     public internal(set) var ln1Rstd: UnsafeMutablePointer<T>       // (B, N)
     public internal(set) var qkv: UnsafeMutablePointer<T>           // (B, N, 3C)
@@ -67,11 +67,9 @@ public struct ViTBlockActivations<T: NNScalar> {
     public internal(set) var attnOut: UnsafeMutablePointer<T>       // (B, N, C) heads concatenated
     public internal(set) var proj: UnsafeMutablePointer<T>          // (B, N, C)
     public internal(set) var x2: UnsafeMutablePointer<T>            // (B, N, C) stream after the attention branch
-    public internal(set) var ln2: UnsafeMutablePointer<T>           // (B, N, C)
     public internal(set) var ln2Mean: UnsafeMutablePointer<T>       // (B, N)
     public internal(set) var ln2Rstd: UnsafeMutablePointer<T>       // (B, N)
-    public internal(set) var fc1: UnsafeMutablePointer<T>           // (B, N, HD)
-    public internal(set) var gelu: UnsafeMutablePointer<T>          // (B, N, HD)
+    public internal(set) var fc1: UnsafeMutablePointer<T>           // (B, N, HD) GELU input
     public internal(set) var fc2: UnsafeMutablePointer<T>           // (B, N, C)
     public internal(set) var out: UnsafeMutablePointer<T>           // (B, N, C) block output
     public internal(set) var features: UnsafeMutablePointer<T>      // (B, Np, C) final-normed patch tokens (feature layers only)
@@ -84,9 +82,9 @@ extension ViTBlockActivations {
     func images(from b: Int, config c: ViTConfig) -> ViTBlockActivations {
         let C = c.dim, N = c.numTokens, Np = c.numPatches, NH = c.heads, HD = c.mlpHidden
         var v = self
-        v.ln1 += b * N * C; v.ln1Mean += b * N; v.ln1Rstd += b * N; v.qkv += b * N * 3 * C
+        v.ln1Mean += b * N; v.ln1Rstd += b * N; v.qkv += b * N * 3 * C
         v.probs += b * NH * N * N; v.attnOut += b * N * C; v.proj += b * N * C; v.x2 += b * N * C
-        v.ln2 += b * N * C; v.ln2Mean += b * N; v.ln2Rstd += b * N; v.fc1 += b * N * HD; v.gelu += b * N * HD
+        v.ln2Mean += b * N; v.ln2Rstd += b * N; v.fc1 += b * N * HD
         v.fc2 += b * N * C; v.out += b * N * C
         v.features += b * Np * C; v.featuresMean += b * Np; v.featuresRstd += b * Np
         return v
@@ -99,6 +97,13 @@ public struct ViTActivations<T: NNScalar> {
     public internal(set) var patchCols: UnsafeMutablePointer<T>     // (B, Np, K) im2col cache
     public internal(set) var patchOut: UnsafeMutablePointer<T>      // (B, Np, C)
     public internal(set) var tokens: UnsafeMutablePointer<T>        // (B, N, C) block 0 input
+    /// One buffer for every block's norm1 and norm2 output (the input of qkv and of fc1) and one for every block's
+    /// GELU output (the input of fc2). Only the matrix products' weight gradients read them again, so the backward
+    /// recomputes them there, from the block's stored LayerNorm input or fc1 output, by the same kernel on the
+    /// same inputs (bit for bit the forward's values), instead of keeping 2·C + HD values per token in every block
+    /// (ViT-S/14 at batch 8: 212 MB of a training step's peak).
+    public internal(set) var ln: UnsafeMutablePointer<T>            // (B, N, C)
+    public internal(set) var gelu: UnsafeMutablePointer<T>          // (B, N, HD)
     public internal(set) var blocks: [ViTBlockActivations<T>]       // depth
     public internal(set) var headClsNorm: UnsafeMutablePointer<T>?  // (B, C) final-normed class token, with a head
     public internal(set) var headMean: UnsafeMutablePointer<T>?     // (B)
@@ -109,13 +114,14 @@ public struct ViTActivations<T: NNScalar> {
         func v(_ n: String) -> UnsafeMutablePointer<T> { arena.pointer(n) }
         func o(_ n: String) -> UnsafeMutablePointer<T>? { arena.contains(n) ? arena.pointer(n) : nil }
         inputNormed = v("input.normed"); patchCols = v("patch.cols"); patchOut = v("patch.out"); tokens = v("tokens")
+        ln = v("ln"); gelu = v("gelu")
         blocks = (0..<c.depth).map { i in
             let b = "blocks.\(i).", f = "features.\(i)"
             return ViTBlockActivations(
-                ln1: v(b + "ln1"), ln1Mean: v(b + "ln1.mean"), ln1Rstd: v(b + "ln1.rstd"), qkv: v(b + "qkv"),
+                ln1Mean: v(b + "ln1.mean"), ln1Rstd: v(b + "ln1.rstd"), qkv: v(b + "qkv"),
                 probs: v(b + "attn.probs"), attnOut: v(b + "attn.out"), proj: v(b + "proj"), x2: v(b + "x2"),
-                ln2: v(b + "ln2"), ln2Mean: v(b + "ln2.mean"), ln2Rstd: v(b + "ln2.rstd"), fc1: v(b + "fc1"),
-                gelu: v(b + "gelu"), fc2: v(b + "fc2"), out: v(b + "out"), features: v(f), featuresMean: v(f + ".mean"),
+                ln2Mean: v(b + "ln2.mean"), ln2Rstd: v(b + "ln2.rstd"), fc1: v(b + "fc1"),
+                fc2: v(b + "fc2"), out: v(b + "out"), features: v(f), featuresMean: v(f + ".mean"),
                 featuresRstd: v(f + ".rstd"))
         }
         headClsNorm = o("head.clsnorm"); headMean = o("head.mean"); headRstd = o("head.rstd")
@@ -128,6 +134,7 @@ public struct ViTActivations<T: NNScalar> {
         let C = c.dim, N = c.numTokens, Np = c.numPatches, H = c.imageSize, K = 3 * c.patchSize * c.patchSize
         var v = self
         v.inputNormed += b * 3 * H * H; v.patchCols += b * Np * K; v.patchOut += b * Np * C; v.tokens += b * N * C
+        v.ln += b * N * C; v.gelu += b * N * c.mlpHidden
         v.blocks = blocks.map { $0.images(from: b, config: c) }
         v.headClsNorm = headClsNorm.map { $0 + b * C }; v.headMean = headMean.map { $0 + b }
         v.headRstd = headRstd.map { $0 + b }; v.headLogits = headLogits.map { $0 + b * c.numClasses }

@@ -125,13 +125,14 @@ public final class ViT<T: NNScalar> {
         let K = 3 * c.patchSize * c.patchSize
         var l: [(name: String, shape: [Int])] = [
             ("input.normed", [B, 3, H, H]), ("patch.cols", [B, Np, K]), ("patch.out", [B, Np, C]), ("tokens", [B, N, C]),
+            ("ln", [B, N, C]), ("gelu", [B, N, HD]),
         ]
         for i in 0..<c.depth {
             let p = "blocks.\(i)."
-            l += [(p + "ln1", [B, N, C]), (p + "ln1.mean", [B, N]), (p + "ln1.rstd", [B, N]), (p + "qkv", [B, N, 3 * C]),
+            l += [(p + "ln1.mean", [B, N]), (p + "ln1.rstd", [B, N]), (p + "qkv", [B, N, 3 * C]),
                   (p + "attn.probs", [B, NH, N, N]), (p + "attn.out", [B, N, C]), (p + "proj", [B, N, C]),
-                  (p + "x2", [B, N, C]), (p + "ln2", [B, N, C]), (p + "ln2.mean", [B, N]), (p + "ln2.rstd", [B, N]),
-                  (p + "fc1", [B, N, HD]), (p + "gelu", [B, N, HD]), (p + "fc2", [B, N, C]), (p + "out", [B, N, C]),
+                  (p + "x2", [B, N, C]), (p + "ln2.mean", [B, N]), (p + "ln2.rstd", [B, N]),
+                  (p + "fc1", [B, N, HD]), (p + "fc2", [B, N, C]), (p + "out", [B, N, C]),
                   ("features.\(i)", [B, Np, C]), ("features.\(i).mean", [B, Np]), ("features.\(i).rstd", [B, Np])]
         }
         if c.numClasses > 0 {
@@ -200,8 +201,19 @@ public final class ViT<T: NNScalar> {
 
     /// Output of block `layer`'s first LayerNorm (`blocks[layer-1].norm1`, the tokens entering its attention),
     /// (B, N, C). Its gradient can be captured by ``backward(dFeatures:dAttention:dLogits:dBlockOutputs:computeParameterGradients:dImage:blockOutputGradients:norm1Gradients:)``.
-    public func norm1Output(layer: Int) -> TensorView<T> {
-        TensorView(acts.blocks[layer - 1].ln1, shape: [batch, N, C])
+    /// The forward keeps no LayerNorm outputs (``ViTActivations/ln``): this recomputes the layer's from its stored
+    /// input and statistics into the shared buffer, bit for bit the forward's values; the view is valid until the
+    /// next forward, backward or `norm1Output`. Needs a caching forward (`storeCaches: true`).
+    public func norm1Output(layer: Int) throws -> TensorView<T> {
+        try checkLayer(layer, "norm1Output")
+        guard batch > 0, cachesStored else {
+            throw PatchGuardError.invalidArgument("ViT norm1Output needs a caching forward (storeCaches: true) first")
+        }
+        let ba = acts.blocks[layer - 1], x = layer == 1 ? acts.tokens : acts.blocks[layer - 2].out
+        let bp = params.blocks[layer - 1]
+        kernels.layerNormForward(acts.ln, ba.ln1Mean, ba.ln1Rstd, x, bp.norm1Weight, bp.norm1Bias, rows: batch * N,
+                                 channels: C, eps: T(config.lnEps))
+        return TensorView(acts.ln, shape: [batch, N, C])
     }
 
     /// Head logits (B, classes), or nil without a head.
