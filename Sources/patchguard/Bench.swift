@@ -13,6 +13,9 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("arch"), help: "ViT presets to measure (repeatable).") var archs: [String] = ViTBenchmark.defaultArchs
     @Option(name: .customLong("image-size"), help: "Image size for the ViT part.") var imageSize = 224
     @Option(help: "Batch size for the ViT part.") var batch = 8
+    @Option(name: .customLong("step"),
+            help: "Steps to measure (repeatable): forward, train, input_grad (default: all three; one step alone is what to profile).")
+    var steps: [String] = ViTBenchmark.steps
     @Option(help: "Minimum seconds per measurement.") var seconds = 5.0
     @Option(name: .customLong("unet-image-size"), help: "Image size for the diffusion U-Net part.") var unetImageSize = 64
     @Option(name: .customLong("unet-channels"),
@@ -33,11 +36,17 @@ struct Bench: ParsableCommand {
         return c.map { $0! }
     }
 
+    func validate() throws {
+        for s in steps where !ViTBenchmark.steps.contains(s) {
+            throw ValidationError("unknown --step '\(s)' (known: \(ViTBenchmark.steps.joined(separator: ", ")))")
+        }
+    }
+
     func run() throws {
         try runReportingErrors {
             try GEMMPrecision.set(precision)
             try BenchmarkJob.run(json: json, gemmOnly: gemmOnly, gemm: !noGemm, archs: noViT ? [] : archs, imageSize: imageSize, batch: batch,
-                                 seconds: seconds, startupLine: blasStartupLine + "; " + precisionLine, unetImageSize: unetImageSize,
+                                 steps: steps, seconds: seconds, startupLine: blasStartupLine + "; " + precisionLine, unetImageSize: unetImageSize,
                                  unet: !noUNet, unetChannels: try channels()) { line in
                 print(line)
                 fflush(stdout)

@@ -141,6 +141,40 @@ import PatchGuardCore
         }
     }
 
+    /// The column reductions (bias, LayerScale and LayerNorm parameter gradients) give, on every path, exactly
+    /// the plain loop's sums (partial sum from 0, rows in order, each product and sum rounded), for widths around
+    /// the vector and tile sizes, a row stride wider than the band, and an absent accumulator.
+    @Test func columnReductionsEqualThePlainLoopBitForBit() {
+        var rng = SeededRNG(seed: 9)
+        for path in paths {
+            for (rows, width, ld) in [(1, 1, 1), (3, 7, 9), (37, 16, 16), (29, 33, 40), (5, 513, 530), (17, 1100, 1100)] {
+                let a = (0..<(rows * ld)).map { _ in Float(rng.normal()) }
+                let b = (0..<(rows * ld)).map { _ in Float(rng.normal() * 3) }
+                let mean = (0..<rows).map { _ in Float(rng.normal()) }, rstd = (0..<rows).map { _ in Float(rng.uniform(0.5, 2)) }
+                let start = (0..<width).map { _ in Float(rng.normal()) }
+                var sum = start, dot = start, dw = start, db = start
+                for j in 0..<width {
+                    var s: Float = 0, d: Float = 0, w: Float = 0, bb: Float = 0
+                    for r in 0..<rows {
+                        let v = a[r * ld + j], x = b[r * ld + j]
+                        s += v; d += v * x; w += v * (x - mean[r]) * rstd[r]; bb += v
+                    }
+                    sum[j] += s; dot[j] += d; dw[j] += w; db[j] += bb
+                }
+                var gotSum = start, gotDot = start, gotDW = start, gotDB = start, onlyDB = start
+                pg_column_sum_add_using(path, &gotSum, a, rows, ld, width)
+                pg_column_dot_add_using(path, &gotDot, a, b, rows, ld, width)
+                pg_layernorm_param_grads_using(path, &gotDW, &gotDB, a, b, mean, rstd, rows, ld, width)
+                pg_layernorm_param_grads_using(path, nil, &onlyDB, a, b, mean, rstd, rows, ld, width)
+                let shape = "path \(path) rows \(rows) width \(width) ld \(ld)"
+                #expect(gotSum == sum, "\(shape): column sums")
+                #expect(gotDot == dot, "\(shape): column dot products")
+                #expect(gotDW == dw && gotDB == db, "\(shape): LayerNorm parameter gradients")
+                #expect(onlyDB == db, "\(shape): dbias alone")
+            }
+        }
+    }
+
     @Test func bothPathsAgreeClosely() {
         guard pg_vecmath_avx2() == 1 else { return }  // one path only on this CPU: nothing to compare
         var rng = SeededRNG(seed: 11)

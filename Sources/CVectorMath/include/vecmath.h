@@ -46,6 +46,18 @@ void pg_layernorm_forward_row(float *y, float *mean, float *rstd, const float *x
 void pg_layernorm_backward_row(float *dx, const float *dout, const float *x, const float *w, float mean,
                                float rstd, long c);
 
+/// Column reductions of a row-major matrix (rows × ld), columns [0, width), added into the accumulators; the sum
+/// of each column starts from 0 and takes the rows in order, every product and sum rounded separately (no FMA), so
+/// every path gives the same bits as the plain loop:
+///   acc[j] += Σ_r m[r·ld + j]                                         (bias gradients)
+void pg_column_sum_add(float *acc, const float *m, long rows, long ld, long width);
+///   acc[j] += Σ_r a[r·ld + j]·b[r·ld + j]                              (LayerScale γ gradients)
+void pg_column_dot_add(float *acc, const float *a, const float *b, long rows, long ld, long width);
+///   dweight[j] += Σ_r (dout[r·ld + j]·(x[r·ld + j] − mean[r]))·rstd[r], dbias[j] += Σ_r dout[r·ld + j]
+///   (LayerNorm parameter gradients; either accumulator may be NULL)
+void pg_layernorm_param_grads(float *dweight, float *dbias, const float *dout, const float *x, const float *mean,
+                              const float *rstd, long rows, long ld, long width);
+
 /// The same with the path chosen by the caller (avx2 = a level up to pg_vecmath_avx2(); a function without an
 /// AVX-512 version runs its AVX2 one at level 2): tests compare the paths on one machine.
 void pg_softmax_row_using(int avx2, float *out, const float *x, long n, float scale);
@@ -58,6 +70,10 @@ void pg_layernorm_forward_row_using(int avx2, float *y, float *mean, float *rstd
                                     const float *b, long c, float eps);
 void pg_layernorm_backward_row_using(int avx2, float *dx, const float *dout, const float *x, const float *w,
                                      float mean, float rstd, long c);
+void pg_column_sum_add_using(int avx2, float *acc, const float *m, long rows, long ld, long width);
+void pg_column_dot_add_using(int avx2, float *acc, const float *a, const float *b, long rows, long ld, long width);
+void pg_layernorm_param_grads_using(int avx2, float *dweight, float *dbias, const float *dout, const float *x,
+                                    const float *mean, const float *rstd, long rows, long ld, long width);
 
 #ifdef __cplusplus
 }

@@ -5,7 +5,8 @@ import PatchGuardMethod
 /// `patchguard bench` as library code: sgemm GFLOPS, then (unless `gemmOnly`) ViT img/s per preset and step,
 /// each line handed to `emit` as soon as it is measured (a table row, or one JSON object with `json`).
 public enum BenchmarkJob {
-    public static func run(json: Bool, gemmOnly: Bool, gemm: Bool = true, archs: [String], imageSize: Int, batch: Int, seconds: Double,
+    public static func run(json: Bool, gemmOnly: Bool, gemm: Bool = true, archs: [String], imageSize: Int, batch: Int,
+                           steps: [String] = ViTBenchmark.steps, seconds: Double,
                            startupLine: String, unetImageSize: Int = 64, unet: Bool = true,
                            unetChannels: [Int]? = nil,
                            emit: @escaping (String) -> Void) throws {
@@ -40,14 +41,16 @@ public enum BenchmarkJob {
                         + String(format: "   peak RSS %6.0f MiB", row.peakRSSMB))
         }
         if !archs.isEmpty {
-            _ = try ViTBenchmark.run(archs: archs, imageSize: imageSize, batch: batch, minSeconds: seconds, progress: line)
+            _ = try ViTBenchmark.run(archs: archs, imageSize: imageSize, batch: batch, steps: steps, minSeconds: seconds,
+                                 progress: line)
         }
         if unet {
             let channels = unetChannels ?? DiffusionConfig().blockOutChannels
             if !json {
                 emit("\nDiffusion U-Net (block_out_channels \(channels)), batch \(batch), \(unetImageSize) px:")
             }
-            _ = try UNetBenchmark.run(imageSize: unetImageSize, batch: batch, channels: channels, minSeconds: seconds,
+            _ = try UNetBenchmark.run(imageSize: unetImageSize, batch: batch, channels: channels, steps: steps,
+                                      minSeconds: seconds,
                                       progress: line)
         }
     }

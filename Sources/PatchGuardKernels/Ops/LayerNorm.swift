@@ -88,6 +88,18 @@ public enum LayerNorm {
             }
         }
         if dWeight != nil || dBias != nil {
+            if T.self == Float.self {  // CVectorMath, the same sums bit for bit as the loop below
+                ColumnBands.forEach(c) { lo, width in
+                    pg_layernorm_param_grads(
+                        dWeight.map { UnsafeMutableRawPointer($0 + lo).assumingMemoryBound(to: Float.self) },
+                        dBias.map { UnsafeMutableRawPointer($0 + lo).assumingMemoryBound(to: Float.self) },
+                        UnsafeRawPointer(dOut + lo).assumingMemoryBound(to: Float.self),
+                        UnsafeRawPointer(x + lo).assumingMemoryBound(to: Float.self),
+                        UnsafeRawPointer(mean).assumingMemoryBound(to: Float.self),
+                        UnsafeRawPointer(rstd).assumingMemoryBound(to: Float.self), rows, c, width)
+                }
+                return
+            }
             let block = 64
             let blocks = (c + block - 1) / block
             parallelFor(blocks) { bi in

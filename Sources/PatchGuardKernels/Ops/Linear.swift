@@ -1,3 +1,4 @@
+import CVectorMath
 import PatchGuardCore
 
 /// Fully connected layer, `y = x·Wᵀ + b` (PyTorch `nn.Linear` layout: weight is (OC, IC)).
@@ -48,10 +49,19 @@ public enum Linear {
         if let dBias { columnSumAdd(dBias, dOut, rows: r, cols: oc) }
     }
 
-    /// `acc[j] += Σ_r m[r, j]` for a row-major (rows, cols) matrix, parallel over column blocks.
+    /// `acc[j] += Σ_r m[r, j]` for a row-major (rows, cols) matrix, parallel over column blocks. `Float` runs
+    /// CVectorMath's `pg_column_sum_add` (one contiguous sweep per block, vectorised over columns; the same sums
+    /// bit for bit as the loop below, which `Double` runs).
     @inlinable
     public static func columnSumAdd<T: NNScalar>(_ acc: UnsafeMutablePointer<T>, _ m: UnsafePointer<T>,
                                                  rows: Int, cols: Int) {
+        if T.self == Float.self {
+            ColumnBands.forEach(cols) { lo, width in
+                pg_column_sum_add(UnsafeMutableRawPointer(acc + lo).assumingMemoryBound(to: Float.self),
+                                  UnsafeRawPointer(m + lo).assumingMemoryBound(to: Float.self), rows, cols, width)
+            }
+            return
+        }
         let block = 64
         let blocks = (cols + block - 1) / block
         parallelFor(blocks) { bi in
@@ -64,6 +74,21 @@ public enum Linear {
                 }
                 for j in 0..<(hi - lo) { acc[lo + j] += l[j] }
             }
+        }
+    }
+}
+
+/// The column bands a column reduction (`pg_column_sum_add` and its kin) is split into for ``parallelFor(_:minChunk:_:)``:
+/// at least 256 columns each (a band is one contiguous sweep over the rows; narrower ones would read the matrix as
+/// many short strided pieces), at most one per thread.
+@usableFromInline
+enum ColumnBands {
+    @inlinable
+    static func forEach(_ cols: Int, _ body: (_ lo: Int, _ width: Int) -> Void) {
+        let bands = max(1, min(Parallel.threads, cols / 256))
+        parallelFor(bands) { b in
+            let lo = cols * b / bands, hi = cols * (b + 1) / bands
+            if hi > lo { body(lo, hi - lo) }
         }
     }
 }

@@ -1,3 +1,4 @@
+import CVectorMath
 import PatchGuardCore
 
 /// Residual add with optional LayerScale on the branch: `out = a + γ ⊙ x` (γ per channel; `γ = nil` means 1,
@@ -39,6 +40,14 @@ public enum Residual {
             }
         }
         if let dGamma {
+            if T.self == Float.self {  // CVectorMath, the same sums bit for bit as the loop below
+                ColumnBands.forEach(C) { lo, width in
+                    pg_column_dot_add(UnsafeMutableRawPointer(dGamma + lo).assumingMemoryBound(to: Float.self),
+                                      UnsafeRawPointer(dOut + lo).assumingMemoryBound(to: Float.self),
+                                      UnsafeRawPointer(x + lo).assumingMemoryBound(to: Float.self), rows, C, width)
+                }
+                return
+            }
             let block = 64
             parallelFor((C + block - 1) / block) { bi in
                 let lo = bi * block, hi = min(C, lo + block)
