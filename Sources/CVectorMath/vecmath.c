@@ -497,35 +497,20 @@ static int detect_avx2(void) { return 0; }
     }
 
 // mode 0: acc0 += Σ_r a; mode 1: acc0 += Σ_r a·b; mode 2: acc0 += Σ_r a·(b − mean_r)·rstd_r, acc1 += Σ_r a.
-static inline __attribute__((always_inline)) void column_reduce_body(
-    int mode, float *acc0, float *acc1, const float *restrict a, const float *restrict b, const float *mean,
-    const float *rstd, long rows, long ld, long width) {
-    PG_COLUMN_REDUCE_BODY
-}
+// One copy per instruction set; `mode` is a constant inside each branch, so each loop is specialised.
+#define PG_COLUMN_REDUCE_FUNCTION(name, attributes)                                                                  \
+    attributes static void name(int mode, float *acc0, float *acc1, const float *restrict a,                         \
+                                const float *restrict b, const float *mean, const float *rstd, long rows, long ld,   \
+                                long width) {                                                                        \
+        if (mode == 0) { mode = 0; PG_COLUMN_REDUCE_BODY }                                                           \
+        else if (mode == 1) { mode = 1; PG_COLUMN_REDUCE_BODY }                                                      \
+        else { mode = 2; PG_COLUMN_REDUCE_BODY }                                                                     \
+    }
 
-static void column_reduce_scalar(int mode, float *acc0, float *acc1, const float *a, const float *b,
-                                 const float *mean, const float *rstd, long rows, long ld, long width) {
-    if (mode == 0) column_reduce_body(0, acc0, acc1, a, b, mean, rstd, rows, ld, width);
-    else if (mode == 1) column_reduce_body(1, acc0, acc1, a, b, mean, rstd, rows, ld, width);
-    else column_reduce_body(2, acc0, acc1, a, b, mean, rstd, rows, ld, width);
-}
-
+PG_COLUMN_REDUCE_FUNCTION(column_reduce_scalar, )
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-PG_AVX2 static void column_reduce_avx2(int mode, float *acc0, float *acc1, const float *restrict a,
-                                       const float *restrict b, const float *mean, const float *rstd, long rows,
-                                       long ld, long width) {
-    if (mode == 0) { mode = 0; PG_COLUMN_REDUCE_BODY }
-    else if (mode == 1) { mode = 1; PG_COLUMN_REDUCE_BODY }
-    else { mode = 2; PG_COLUMN_REDUCE_BODY }
-}
-
-PG_AVX512 static void column_reduce_avx512(int mode, float *acc0, float *acc1, const float *restrict a,
-                                           const float *restrict b, const float *mean, const float *rstd, long rows,
-                                           long ld, long width) {
-    if (mode == 0) { mode = 0; PG_COLUMN_REDUCE_BODY }
-    else if (mode == 1) { mode = 1; PG_COLUMN_REDUCE_BODY }
-    else { mode = 2; PG_COLUMN_REDUCE_BODY }
-}
+PG_COLUMN_REDUCE_FUNCTION(column_reduce_avx2, PG_AVX2)
+PG_COLUMN_REDUCE_FUNCTION(column_reduce_avx512, PG_AVX512)
 #endif
 
 // ---------------------------------------------------------------------------------------------- dispatch
