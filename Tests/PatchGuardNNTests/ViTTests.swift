@@ -169,14 +169,17 @@ struct ViTTests {
 
     /// An image-parallel pass (uneven shares: 5 images over 3 workers) computes what one plain pass does: the same
     /// features, attention, logits, and the same gradients added into non-zero parameter gradients, `dImage` and
-    /// both capture kinds; also on the early-stopping capture-only path (Grad-CAM).
-    @Test func imageParallelPassMatchesAPlainPass() throws {
+    /// both capture kinds; also on the early-stopping capture-only path (Grad-CAM); with the shares' parameter
+    /// gradients in whole private copies and block by block (run twice: the private arenas are reused).
+    @Test(arguments: [false, true])
+    func imageParallelPassMatchesAPlainPass(blockwise: Bool) throws {
         let cfg = ViTConfig(imageSize: 8, patchSize: 4, dim: 12, depth: 3, heads: 3, mlpRatio: 1.5, layerScale: 0.5,
                             numRegisters: 1, noEmbedClass: true, numClasses: 3)
         let B = 5
         let plain = try ViT<Double>(config: cfg, maxBatch: B), split = try ViT<Double>(config: cfg, maxBatch: B)
         plain.imageParallelWorkers = 1
         split.imageParallelWorkers = 3
+        if blockwise { split.blockwiseShareGradientsMinimum = 0 }  // block by block: one join per block
         #expect(split.imageShares(B) == [0..<2, 2..<4, 4..<5])
         Self.randomizeParameters(plain, seed: 41)
         try split.copyParameters(from: plain)
@@ -217,6 +220,7 @@ struct ViTTests {
             #expect(w.count == g.count && worst < 1e-12, "\(name): image-parallel differs by \(worst) of its scale")
         }
         #expect(want["gradients"]! != Array(startGrads.buffer))  // the backward did add something
+        #expect(try run(split) == got)  // again, with the private arenas of the first run: the same bits
     }
 
     @Test func floatMatchesDouble() throws {

@@ -286,6 +286,14 @@ public enum SingleThreadedBLAS {
         }
     }
 
+    /// Runs `body` with OpenBLAS at one thread throughout (a sequence of ``parallelShares(_:_:)`` calls then
+    /// does not switch the thread count back and forth between them).
+    public static func region<R>(_ body: () throws -> R) rethrows -> R {
+        enter()
+        defer { leave() }
+        return try body()
+    }
+
     @usableFromInline static func enter() {
         lock.lock(); defer { lock.unlock() }
         if depth == 0 {

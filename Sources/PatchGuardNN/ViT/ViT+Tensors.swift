@@ -32,7 +32,7 @@ public struct ViTParameters<T: NNScalar> {
     public let pos: UnsafeMutablePointer<T>           // (1, posEmbedRows, C) pos_embed
     public let patchWeight: UnsafeMutablePointer<T>   // (C, 3, P, P) patch_embed.proj.weight
     public let patchBias: UnsafeMutablePointer<T>     // (C)
-    public let blocks: [ViTBlockParameters<T>]        // depth
+    public internal(set) var blocks: [ViTBlockParameters<T>]  // depth
     public let normWeight: UnsafeMutablePointer<T>    // (C) final norm
     public let normBias: UnsafeMutablePointer<T>      // (C)
     public let headWeight: UnsafeMutablePointer<T>?   // (classes, C) when numClasses > 0
@@ -54,6 +54,14 @@ public struct ViTParameters<T: NNScalar> {
         }
         normWeight = v("norm.weight"); normBias = v("norm.bias")
         headWeight = o("head.weight"); headBias = o("head.bias")
+    }
+
+    /// The same view with `count` blocks that are all block 0 (an image-parallel backward's private gradients:
+    /// one block's worth, reused by every block in turn).
+    func repeatingBlock(count: Int) -> ViTParameters {
+        var v = self
+        v.blocks = Array(repeating: blocks[0], count: count)
+        return v
     }
 }
 

@@ -48,12 +48,22 @@ public final class ViT<T: NNScalar> {
     /// Image-parallel passes: with more than one worker, forward and backward split the batch into this many
     /// contiguous shares of images and run each share's whole pass on its own thread, OpenBLAS at one thread
     /// (``SingleThreadedBLAS/parallelShares(_:_:)``), instead of one pass whose GEMMs OpenBLAS splits. Parameter
-    /// gradients of every share but the first go to a private arena (one parameter set each, made on first use)
-    /// and are added into ``gradients`` at the end of the backward. Default: ``defaultImageParallelWorkers``.
+    /// gradients of every share but the first go to a private arena (made on first use) and are added into
+    /// ``gradients`` at the end of the backward, or, for models of ``blockwiseShareGradientsMinimum`` parameters
+    /// and more, after each block (the backward then joins the shares once per block). Default:
+    /// ``defaultImageParallelWorkers``.
     /// Same maths; the gradient sums round in a different order than with one share.
     public var imageParallelWorkers: Int
-    /// Private parameter-gradient arenas of shares 2… of an image-parallel backward (made on first use).
+    /// Private parameter-gradient arenas of shares 2… of an image-parallel backward (made on first use): every
+    /// parameter (whole passes), or one block and the parameters outside the blocks (block by block, large models;
+    /// see ``blockwiseShareGradientsMinimum``).
     var shareGradients: [(arena: Arena<T>, view: ViTParameters<T>)] = []
+    /// Parameter count (of the arena) from which an image-parallel backward with parameter gradients runs block by
+    /// block (private per-share gradients of one block) instead of in whole passes (a private copy of every
+    /// parameter per share): 8 M, 32 MB of fp32 per extra share. ViT-S/14 (22 M) runs block by block, ViT-Ti
+    /// (5.7 M) and `vit_cpu_tiny` (0.8 M) in whole passes. Same results either way (tests set it to 0).
+    public var blockwiseShareGradientsMinimum = 8 << 20
+    var shareBlockGradients: [(arena: Arena<T>, view: ViTParameters<T>)] = []
 
     // Cached sizes.
     let C: Int, N: Int, Np: Int, R: Int, NH: Int, HD: Int, P: Int, H: Int, K: Int, depth: Int
