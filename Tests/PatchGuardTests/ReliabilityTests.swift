@@ -61,6 +61,18 @@ import Glibc
         #expect(m.hasPrefix("defaults with --set: "), "\(m)")
     }
 
+    /// `patchguard bench --step` with a misspelled step is refused, naming it and the known steps, before the
+    /// GEMM part measures anything.
+    @Test func unknownBenchmarkStepIsRefusedBeforeMeasuring() {
+        var lines: [String] = []
+        let m = message {
+            try BenchmarkJob.run(json: true, gemmOnly: false, archs: ["vit_cpu_tiny"], imageSize: 16, batch: 1,
+                                 steps: ["forward", "trian"], seconds: 0, startupLine: "", unet: true) { lines.append($0) }
+        }
+        #expect(m.contains("'trian'") && m.contains("forward, train, input_grad"), "\(m)")
+        #expect(lines.isEmpty, "measured before refusing: \(lines)")
+    }
+
     @Test func imageSizeBeyondMemoryIsRefusedBeforeAllocating() {
         // 1792 px at patch 14 is 16385 tokens: ~1.2 TB of attention maps for a batch of 16.
         let m = load("data.image_size=1792")

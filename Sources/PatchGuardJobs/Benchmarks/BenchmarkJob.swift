@@ -10,6 +10,7 @@ public enum BenchmarkJob {
                            startupLine: String, unetImageSize: Int = 64, unet: Bool = true,
                            unetChannels: [Int]? = nil,
                            emit: @escaping (String) -> Void) throws {
+        try ViTBenchmark.checkSteps(steps)  // before the GEMM part, not after it
         if !json { emit(startupLine) }
         let gemmRows = gemm ? GEMMBenchmark.run() : []
         // The roofline: img/s if every GEMM FLOP of a step ran at the 1024³ rate and nothing else took time.

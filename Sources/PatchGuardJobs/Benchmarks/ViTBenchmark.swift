@@ -73,13 +73,18 @@ public enum ViTBenchmark {
     public static let defaultArchs = ["vit_tiny_patch16_224", "vit_small_patch14_dinov2"]
     public static let steps = ["forward", "train", "input_grad"]
 
+    /// Throws for a step name outside ``steps`` (naming it and the known ones).
+    public static func checkSteps(_ steps: [String]) throws {
+        for s in steps where !Self.steps.contains(s) {
+            throw PatchGuardError.invalidArgument("unknown benchmark step '\(s)' (known: \(Self.steps.joined(separator: ", ")))")
+        }
+    }
+
     /// Runs every (arch, step) pair; `progress` receives each row as it is measured.
     public static func run(archs: [String] = defaultArchs, imageSize: Int = 224, batch: Int = 8,
                            steps: [String] = steps, minSeconds: Double = 5, minIterations: Int = 3, seed: UInt64 = 0,
                            progress: ((Row) -> Void)? = nil) throws -> [Row] {
-        for s in steps where !Self.steps.contains(s) {
-            throw PatchGuardError.invalidArgument("unknown benchmark step '\(s)' (known: \(Self.steps.joined(separator: ", ")))")
-        }
+        try checkSteps(steps)
         var rows: [Row] = []
         for arch in archs {
             let config = try ViTConfig.preset(arch, imageSize: imageSize)
