@@ -128,6 +128,7 @@ extension ViT {
                 one.depth = 1
                 let arena = Arena<T>(layout: ViT.parameterLayout(one), allocator: kernels.allocator)
                 shareBlockGradients.append((arena, ViTParameters(arena, config: one).repeatingBlock(count: depth)))
+                shareBlockSpan = ViT.blockSpans(of: arena, depth: 1)[0]
             }
             return shareBlockGradients[index]
         }
@@ -143,7 +144,7 @@ extension ViT {
     func addShareGradients(_ own: [(arena: Arena<T>, view: ViTParameters<T>)], block: Int?) {
         for o in own {
             if let block {
-                let span = blockSpan(in: o.arena, block: 0), main = blockSpan(in: gradients, block: block)
+                let span = shareBlockSpan, main = blockSpans[block]
                 kernels.addInto(gradients.storage.data + main.lowerBound, o.arena.storage.data + span.lowerBound,
                                 count: span.count)
                 kernels.zero(o.arena.storage.data + span.lowerBound, count: span.count)
@@ -156,13 +157,24 @@ extension ViT {
         }
     }
 
-    /// The elements of `arena` (a parameter layout) that block `block`'s parameters occupy: contiguous, and laid out
-    /// alike in every arena of this config's layout (each entry is rounded to 16 elements from the block's start).
-    func blockSpan(in arena: Arena<T>, block: Int) -> Range<Int> {
-        let prefix = "blocks.\(block)."
-        let mine = arena.entries.filter { $0.name.hasPrefix(prefix) }
-        let first = mine.first!, last = mine.last!
-        return first.offset..<(last.offset + (last.count + 15) / 16 * 16)
+    /// The elements of `arena` (a parameter layout of `depth` blocks) that each block's parameters occupy:
+    /// contiguous, and laid out alike for every block and every arena of this config's layout (each entry is
+    /// rounded to 16 elements from the block's start).
+    static func blockSpans(of arena: Arena<T>, depth: Int) -> [Range<Int>] {
+        (0..<depth).map { block in
+            let prefix = "blocks.\(block)."
+            let mine = arena.entries.filter { $0.name.hasPrefix(prefix) }
+            let first = mine.first!, last = mine.last!
+            return first.offset..<(last.offset + (last.count + 15) / 16 * 16)
+        }
+    }
+
+    /// Block `i`'s norm1 output (from its stored input and statistics) into the shared buffer `a.ln`, for `rows`
+    /// tokens of `a` (the forward's values bit for bit: the same kernel on the same inputs).
+    func recomputeNorm1(_ i: Int, _ a: ViTActivations<T>, rows: Int) {
+        let x = i == 0 ? a.tokens : a.blocks[i - 1].out, bp = params.blocks[i]
+        kernels.layerNormForward(a.ln, a.blocks[i].ln1Mean, a.blocks[i].ln1Rstd, x, bp.norm1Weight, bp.norm1Bias,
+                                 rows: rows, channels: C, eps: T(config.lnEps))
     }
 
     /// What a backward was asked for (``backward(dFeatures:dAttention:dLogits:dBlockOutputs:computeParameterGradients:dImage:blockOutputGradients:norm1Gradients:)``'s
@@ -261,10 +273,7 @@ extension ViT {
                          inFeatures: C, outFeatures: C)
         k.attentionBackward(s.dQKV, s.dScores, s.dAttnOut, r.dAttention[i + 1], ba.qkv, ba.probs, batch: B,
                             tokens: N, channels: C, heads: NH, dropMask: nil, dropped: nil)
-        if bg != nil {
-            k.layerNormForward(a.ln, ba.ln1Mean, ba.ln1Rstd, x, bp.norm1Weight, bp.norm1Bias, rows: BN,
-                               channels: C, eps: eps)
-        }
+        if bg != nil { recomputeNorm1(i, a, rows: BN) }
         k.linearBackward(s.dLN1, bg?.qkvWeight, bg?.qkvBias, s.dQKV, a.ln, bp.qkvWeight, rows: BN,
                          inFeatures: C, outFeatures: 3 * C)
         if let capture = r.norm1Gradients[i + 1] { k.addInto(capture, s.dLN1, count: BN * C) }

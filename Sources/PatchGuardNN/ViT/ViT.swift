@@ -58,12 +58,16 @@ public final class ViT<T: NNScalar> {
     /// parameter (whole passes), or one block and the parameters outside the blocks (block by block, large models;
     /// see ``blockwiseShareGradientsMinimum``).
     var shareGradients: [(arena: Arena<T>, view: ViTParameters<T>)] = []
+    var shareBlockGradients: [(arena: Arena<T>, view: ViTParameters<T>)] = []
+    /// The elements block i's parameters occupy in ``gradients`` (and ``parameters``), and block 0's in every
+    /// arena of ``shareBlockGradients`` (set when the first is made).
+    let blockSpans: [Range<Int>]
+    var shareBlockSpan = 0..<0
     /// Parameter count (of the arena) from which an image-parallel backward with parameter gradients runs block by
     /// block (private per-share gradients of one block) instead of in whole passes (a private copy of every
     /// parameter per share): 8 M, 32 MB of fp32 per extra share. ViT-S/14 (22 M) runs block by block, ViT-Ti
     /// (5.7 M) and `vit_cpu_tiny` (0.8 M) in whole passes. Same results either way (tests set it to 0).
     public var blockwiseShareGradientsMinimum = 8 << 20
-    var shareBlockGradients: [(arena: Arena<T>, view: ViTParameters<T>)] = []
 
     // Cached sizes.
     let C: Int, N: Int, Np: Int, R: Int, NH: Int, HD: Int, P: Int, H: Int, K: Int, depth: Int
@@ -89,6 +93,7 @@ public final class ViT<T: NNScalar> {
         gradients = Arena(sameLayoutAs: parameters, allocator: k.allocator)
         activations = Arena(layout: ViT.activationLayout(config, maxBatch: maxBatch), allocator: k.allocator)
         scratch = Arena(layout: ViTScratch<T>.layout(config, maxBatch: maxBatch), allocator: k.allocator)
+        blockSpans = ViT.blockSpans(of: parameters, depth: depth)
         params = ViTParameters(parameters, config: config)
         grads = ViTParameters(gradients, config: config)
         acts = ViTActivations(activations, config: config)
@@ -219,10 +224,7 @@ public final class ViT<T: NNScalar> {
         guard batch > 0, cachesStored else {
             throw PatchGuardError.invalidArgument("ViT norm1Output needs a caching forward (storeCaches: true) first")
         }
-        let ba = acts.blocks[layer - 1], x = layer == 1 ? acts.tokens : acts.blocks[layer - 2].out
-        let bp = params.blocks[layer - 1]
-        kernels.layerNormForward(acts.ln, ba.ln1Mean, ba.ln1Rstd, x, bp.norm1Weight, bp.norm1Bias, rows: batch * N,
-                                 channels: C, eps: T(config.lnEps))
+        recomputeNorm1(layer - 1, acts, rows: batch * N)
         return TensorView(acts.ln, shape: [batch, N, C])
     }
 
